@@ -1,0 +1,51 @@
+# customers-mngr — every target sets itself up (a fresh machine needs only Python 3.11+ and MySQL/MariaDB).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+# The local MySQL/MariaDB of a development machine (root, empty password).
+DATABASE_URL ?= mysql://root@127.0.0.1:3306/customers_mngr
+PYTEST := $(BIN)/python -m pytest
+
+.PHONY: help venv run test test-fast lint typecheck docs clean fmt
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)  ## create .venv and install the package with its dev tools
+
+run: $(STAMP)  ## set up, then run the whole daemon (mode all, development) against the local MySQL
+	APP_ENV=development DATABASE_URL='$(DATABASE_URL)' LOG_FORMAT=$${LOG_FORMAT:-console} \
+		$(BIN)/customers-mngr run --mode all
+
+lint: $(STAMP)  ## ruff
+	$(BIN)/ruff check daemon tests
+	$(BIN)/ruff format --check daemon tests
+
+typecheck: $(STAMP)  ## mypy --strict on the package
+	$(BIN)/mypy
+
+docs: $(STAMP)  ## regenerate the README sections derived from code
+	$(BIN)/python -m daemon.docs README.md
+
+test-fast: $(STAMP)  ## the quick inner loop: unit and DB tests, no subprocess-heavy ones
+	$(PYTEST) -q -m "not slow and not image and not binary and not reliability" -x
+
+test: $(STAMP) lint typecheck  ## set up, then the whole suite (what CI runs)
+	$(PYTEST) -q
+
+clean:  ## remove build and cache folders
+	rm -rf build dist .bench .mypy_cache .ruff_cache .pytest_cache .hypothesis
+
+fmt: $(STAMP)  ## format and autofix
+	$(BIN)/ruff format daemon tests
+	$(BIN)/ruff check --fix daemon tests

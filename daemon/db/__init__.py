@@ -1,0 +1,1 @@
+"""The database: one shared pool, named SQL, versioned migrations."""

@@ -1,0 +1,1 @@
+"""Logs, redaction and metrics: how the daemon tells its story without leaking."""

@@ -1,0 +1,1 @@
+"""The process: actors, their supervisor, signals and the composition root."""

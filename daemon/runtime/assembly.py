@@ -1,0 +1,47 @@
+"""Which actors each mode runs, and what they are built from.
+
+all     api (customers API + ops routes on API_PORT) and syncer
+api     api only (never writes, never runs DDL)
+syncer  syncer, and the probe server (ops routes on METRICS_PORT)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from daemon.http.ops import Readiness, add_ops_routes
+from daemon.http.server import HttpServerActor
+from daemon.runtime.actor import Actor
+from daemon.runtime.resources import Resources
+from daemon.syncer.actor import SyncerActor
+
+__all__ = ("build_actors",)
+
+
+async def build_actors(resources: Resources) -> Sequence[Actor]:
+    settings = resources.settings
+    actors: list[Actor] = []
+    if settings.mode in ("all", "api"):
+        actors.append(_http_actor(resources, name="api", host=settings.api.host, port=settings.api.port))
+    if settings.mode in ("all", "syncer"):
+        actors.append(SyncerActor(db=resources.db, settings=settings.sync, metrics=resources.metrics))
+    if settings.mode == "syncer":
+        actors.append(_http_actor(resources, name="probe", host=settings.metrics.host, port=settings.metrics.port))
+    return actors
+
+
+def _http_actor(resources: Resources, *, name: str, host: str, port: int) -> HttpServerActor:
+    def make_app() -> web.Application:
+        app = web.Application()
+        add_ops_routes(app, readiness=Readiness(db=resources.db), metrics=resources.metrics)
+        return app
+
+    return HttpServerActor(
+        name=name,
+        make_app=make_app,
+        host=host,
+        port=port,
+        shutdown_timeout_s=max(1.0, resources.settings.supervisor.shutdown_timeout_s - 5),
+    )

@@ -1,0 +1,1 @@
+"""The syncer: provider pages → validated, encrypted, idempotent batches in MySQL."""
