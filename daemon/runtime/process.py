@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AsyncExitStack
 
 from daemon.config import Settings
+from daemon.crypto.keyring import load_keyring
 from daemon.db.connect import open_database
 from daemon.db.migrate import migrate
 from daemon.errors import EXIT_FAILURE, EXIT_OK, ActorEscalated, DaemonError
@@ -80,11 +81,15 @@ async def _serve(
     build_actors: ActorBuilder,
 ) -> None:
     log.info("daemon_starting", mode=settings.mode, app_env=settings.app_env)
+    # Before any I/O: a missing or unreadable key stops the start (exit 2), the DB is not waited for.
+    keyring = load_keyring(
+        settings.crypto, production=settings.production, on_decrypt_failure=metrics.decrypt_failures.inc
+    )
     async with AsyncExitStack() as stack:
         db = await stack.enter_async_context(open_database(settings.db, metrics=metrics, create=settings.writes))
         if settings.writes:
             await migrate(db)
-        resources = Resources(settings=settings, metrics=metrics, db=db, stack=stack)
+        resources = Resources(settings=settings, metrics=metrics, db=db, keyring=keyring, stack=stack)
         actors = await build_actors(resources)
         supervisor = Supervisor(
             RestartPolicy.from_settings(settings.supervisor),

@@ -6,6 +6,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 
 from daemon.config import Settings
+from daemon.crypto.keyring import Keyring
 from daemon.db.database import Database
 from daemon.observability.metrics import Metrics
 
@@ -17,4 +18,5 @@ class Resources:
     settings: Settings
     metrics: Metrics
     db: Database
+    keyring: Keyring  # loaded once at start; every configured key decrypts, the active one encrypts
     stack: AsyncExitStack  # builders open what their actors need on it; closed in reverse order
