@@ -5,10 +5,23 @@ from __future__ import annotations
 import base64
 import json
 
-from daemon.crypto.keyring import Keyring
+from daemon.crypto.keyring import Keyring, key_id_of
+from daemon.crypto.masks import display_mask, last4
+from daemon.db.database import Database
 from daemon.policy import Classification, FieldPolicy, Kind, encrypted_fields
 
-__all__ = ("INDEX_KEY", "KEY_A", "KEY_B", "env_keys", "ring", "sample_value")
+__all__ = (
+    "INDEX_KEY",
+    "KEY_A",
+    "KEY_B",
+    "check_readable",
+    "env_keys",
+    "read_all",
+    "ring",
+    "row_values",
+    "sample_value",
+    "seed_rows",
+)
 
 KEY_A = bytes(range(32))
 KEY_B = bytes(range(100, 132))
@@ -59,3 +72,64 @@ assert {f.classification for f in encrypted_fields()} == {
     Classification.FINANCIAL,
     Classification.PCI,
 }
+
+
+INSERT_ENCRYPTED = (
+    "INSERT INTO customers (id, {cols}, credit_card_num_last4, credit_card_num_mask, credit_card_num_bidx, "
+    "content_hash) VALUES (%s, {marks}, %s, %s, %s, %s)"
+)
+
+
+def row_values(record_id: int) -> dict[str, str]:
+    """Distinct plaintexts per record, so a value moved to another row would be noticed."""
+    return {
+        "credit_card_num_enc": f"4{record_id:015d}",
+        "cuenta_numero_enc": f"00{record_id:014d}",
+        "geo_latitud_enc": f"-34.{record_id:06d}",
+        "geo_longitud_enc": f"-58.{record_id:06d}",
+        "foto_dni_enc": f"https://example.com/dni/{record_id}.jpg",
+        "ip_enc": f"10.{record_id // 65536 % 256}.{record_id // 256 % 256}.{record_id % 256}",
+    }
+
+
+async def seed_rows(db: Database, keyring: Keyring, ids: range | list[int], *, batch: int = 500) -> None:
+    """Insert customers rows whose encrypted columns are ciphertext produced by `keyring`."""
+    columns = [f.enc_column for f in encrypted_fields()]
+    sql = INSERT_ENCRYPTED.format(cols=", ".join(columns), marks=", ".join(["%s"] * len(columns)))
+    rows = []
+    for record_id in ids:
+        values = row_values(record_id)
+        pan = values["credit_card_num_enc"]
+        rows.append(
+            [
+                record_id,
+                *(keyring.encrypt(values[c], column=c, record_id=record_id) for c in columns),
+                last4(pan),
+                display_mask(pan),
+                keyring.blind_index(pan),
+                keyring.content_hash(str(record_id).encode()),
+            ]
+        )
+    for start in range(0, len(rows), batch):
+        async with db.transaction() as tx:
+            await tx.executemany(sql, rows[start : start + batch])
+
+
+async def read_all(db: Database) -> list[tuple[object, ...]]:
+    columns = ", ".join(f.enc_column for f in encrypted_fields())
+    return await db.fetch_all(f"SELECT id, {columns} FROM customers ORDER BY id")
+
+
+def check_readable(rows: list[tuple[object, ...]], keyring: Keyring) -> dict[str, int]:
+    """Decrypt every value of `rows` with `keyring` and compare to what was seeded; count by key id."""
+    columns = [f.enc_column for f in encrypted_fields()]
+    by_key: dict[str, int] = {}
+    for row in rows:
+        record_id = int(row[0])  # type: ignore[call-overload]
+        expected = row_values(record_id)
+        for column, blob in zip(columns, row[1:], strict=True):
+            assert isinstance(blob, bytes)
+            assert keyring.decrypt(blob, column=column, record_id=record_id) == expected[column]
+            key_id = key_id_of(blob)
+            by_key[key_id] = by_key.get(key_id, 0) + 1
+    return by_key
