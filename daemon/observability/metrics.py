@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import platform
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, ProcessCollector
 
 from daemon import __version__
 
@@ -50,6 +50,10 @@ class Metrics:
         self.build_info.info(
             {"version": __version__, "git_commit": git_commit, "python_version": platform.python_version()}
         )
+
+        # The standard process_* series (start time, CPU, RSS, open fds): the stale-sync alert
+        # and the dashboard's restart and memory panels read them.
+        ProcessCollector(registry=r)
 
         # Sync
         self.sync_runs = Counter(f"{p}_sync_runs", "Sync runs by final status", ["status"], registry=r)
