@@ -42,15 +42,15 @@ def ring(active: str | None = "a", **keys: bytes) -> Keyring:
     return Keyring(keys or {"a": KEY_A}, active_key_id=active, index_key=INDEX_KEY)
 
 
-def sample_value(field: FieldPolicy, *, longest: bool = False) -> str:
-    """A realistic value of an encrypted field, or one of its maximum length."""
+def sample_value(field: FieldPolicy, *, longest: bool = False, wide: bool = False) -> str:
+    """A realistic value of an encrypted field, or one of its maximum length (`wide`: 4-byte characters)."""
     if not longest:
         return _SAMPLES[field.kind]
     if field.kind in (Kind.CARD_NUMBER, Kind.ACCOUNT_NUMBER):
         return "9" * field.max_len
     if field.kind is Kind.URL:
         prefix = "https://example.com/"
-        return prefix + "a" * (field.max_len - len(prefix))
+        return prefix + ("\U0001d11e" if wide else "a") * (field.max_len - len(prefix))
     if field.kind is Kind.IPV4:
         return "255.255.255.255"
     return ("-" + "1" * (field.max_len - 1))[: field.max_len]

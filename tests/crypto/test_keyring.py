@@ -39,13 +39,14 @@ def test_fresh_nonce_every_time() -> None:
 
 
 async def test_round_trip_every_encrypted_field_through_the_db(own_db: Database) -> None:
-    """Every encrypted field of the policy, typical and longest values, longest key id: stored and read back."""
+    """Every encrypted field of the policy, typical and longest values (ASCII and 4-byte UTF-8), longest key id:
+    stored in the real columns and read back."""
     keyring = Keyring({"k-0123456789abcd": KEY_A}, active_key_id="k-0123456789abcd", index_key=INDEX_KEY)
     fields = encrypted_fields()
     columns = [f.enc_column for f in fields]
     rows = {}
-    for record_id, longest in ((1, False), (2, True)):
-        values = {f.enc_column: sample_value(f, longest=longest) for f in fields}
+    for record_id, longest, wide in ((1, False, False), (2, True, False), (3, True, True)):
+        values = {f.enc_column: sample_value(f, longest=longest, wide=wide) for f in fields}
         rows[record_id] = values
         blobs = [keyring.encrypt(values[c], column=c, record_id=record_id) for c in columns]
         await own_db.execute(
@@ -54,7 +55,7 @@ async def test_round_trip_every_encrypted_field_through_the_db(own_db: Database)
             [record_id, *blobs, keyring.content_hash(b"x")],
         )
     stored = await own_db.fetch_all(f"SELECT id, {', '.join(columns)} FROM customers ORDER BY id")
-    assert [r[0] for r in stored] == [1, 2]
+    assert [r[0] for r in stored] == [1, 2, 3]
     for row in stored:
         record_id = row[0]
         for column, blob in zip(columns, row[1:], strict=True):

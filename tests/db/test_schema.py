@@ -11,8 +11,11 @@ from daemon.db.connect import open_database
 from daemon.db.database import Database
 from daemon.db.migrate import migrate
 from daemon.observability.metrics import Metrics
-from daemon.policy import CUSTOMERS_TABLE, Classification, by_name, columns
+from daemon.policy import CUSTOMERS_TABLE, Classification, Kind, by_name, columns
 
+# Kinds whose validated values are ASCII only (digits, separators, dots); others may hold any
+# character, up to 4 bytes each in UTF-8.
+ASCII_KINDS = {Kind.CARD_NUMBER, Kind.ACCOUNT_NUMBER, Kind.LATITUDE, Kind.LONGITUDE, Kind.IPV4}
 # Columns of `customers` that are bookkeeping, not provider data. A new one added by a migration goes here.
 BOOKKEEPING = {"content_hash", "created_at", "updated_at", "deleted_at"}
 _CVV_LIKE = re.compile(r"ccv|cvv|cvc|card_verification|security_code", re.IGNORECASE)
@@ -61,7 +64,7 @@ async def test_customers_data_columns_are_the_policy_columns(
 async def test_column_sizes_fit_the_values(
     make_settings: Callable[..., Settings], metrics: Metrics, fresh_db: Callable[[], str]
 ) -> None:
-    """Ciphertext columns hold the longest value plus the ciphertext overhead; clear derivatives fit too."""
+    """Ciphertext columns hold the longest value's UTF-8 bytes plus the ciphertext overhead; clear derivatives fit."""
     schema = await _schema(make_settings, metrics, fresh_db())
     by_column = {c: (d, n) for t, c, d, n in schema if t == CUSTOMERS_TABLE}
     for column in columns():
@@ -69,7 +72,8 @@ async def test_column_sizes_fit_the_values(
         data_type, size = by_column[column.name]
         if column.role == "ciphertext":
             assert data_type == "varbinary", column.name
-            assert size >= field.max_len + max_overhead(), (column.name, size)
+            bytes_per_char = 1 if field.kind in ASCII_KINDS else 4
+            assert size >= field.max_len * bytes_per_char + max_overhead(), (column.name, size)
         elif column.role == "blind_index":
             assert (data_type, size) == ("binary", 32)
         elif column.role == "last4":
