@@ -97,7 +97,7 @@ def read_provider(env: EnvReader, *, production: bool) -> ProviderSettings:
             PROVIDER_URL.name, "is not set in production", f"the provider's URL, e.g. {PRODUCTION_PROVIDER_URL}"
         )
     if url is not None:
-        _check_url(url)
+        _check_url(url, production=production)
     verify = env.boolean(PROVIDER_TLS_VERIFY)
     if production and not verify:
         raise ConfigError(
@@ -130,7 +130,7 @@ def read_simulator(env: EnvReader) -> SimulatorSettings:
     )
 
 
-def _check_url(url: str) -> None:
+def _check_url(url: str, *, production: bool) -> None:
     expected = "an http:// or https:// URL"
     try:
         parts = urlsplit(url)
@@ -140,3 +140,5 @@ def _check_url(url: str) -> None:
         raise ConfigError(PROVIDER_URL.name, "is not an http(s) URL with a host", expected)
     if parts.username or parts.password:
         raise ConfigError(PROVIDER_URL.name, "carries credentials", "credentials in PROVIDER_AUTH_HEADER, not the URL")
+    if production and parts.scheme != "https":  # verification means nothing without TLS
+        raise ConfigError(PROVIDER_URL.name, "is not https in production", "an https:// URL")
