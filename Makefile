@@ -28,8 +28,8 @@ run: $(STAMP)  ## set up, then run the whole daemon (mode all, development) agai
 		$(BIN)/customers-mngr run --mode all
 
 lint: $(STAMP)  ## ruff
-	$(BIN)/ruff check daemon tests
-	$(BIN)/ruff format --check daemon tests
+	$(BIN)/ruff check daemon tests ecs
+	$(BIN)/ruff format --check daemon tests ecs
 
 typecheck: $(STAMP)  ## mypy --strict on the package
 	$(BIN)/mypy
@@ -47,5 +47,5 @@ clean:  ## remove build and cache folders
 	rm -rf build dist .bench .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
 fmt: $(STAMP)  ## format and autofix
-	$(BIN)/ruff format daemon tests
-	$(BIN)/ruff check --fix daemon tests
+	$(BIN)/ruff format daemon tests ecs
+	$(BIN)/ruff check --fix daemon tests ecs
