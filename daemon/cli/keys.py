@@ -32,12 +32,14 @@ from daemon.db.connect import open_database
 from daemon.db.database import Database
 from daemon.db.migrate import schema_status
 from daemon.errors import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, DatabaseError
-from daemon.observability.logs import configure_logging
+from daemon.observability.logs import configure_logging, get_logger
 from daemon.observability.metrics import Metrics
 
 __all__ = ("register",)
 
 _PROGRESS_EVERY_S = 0.5
+_PROGRESS_LOG_EVERY_S = 10.0
+log = get_logger("customers_mngr.cli")
 
 
 def register(sub: Any) -> None:
@@ -244,20 +246,31 @@ def rotation_summary(result: RotationResult, *, reindex: bool) -> dict[str, Any]
 
 
 class _ProgressLine:
-    """done/total, percentage and rate on one rewritten stderr line — only on a terminal."""
+    """done/total, percentage and rate: one rewritten stderr line on a terminal, else a log line now and then."""
 
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         self._tty = _isatty(stream)
-        self._last = 0.0
+        self._every = _PROGRESS_EVERY_S if self._tty else _PROGRESS_LOG_EVERY_S
+        self._last = time.monotonic()
         self._shown = False
 
     def __call__(self, progress: RotationProgress) -> None:
         now = time.monotonic()
-        if not self._tty or now - self._last < _PROGRESS_EVERY_S:
+        if now - self._last < self._every:
             return
         self._last = now
         share = 100.0 * progress.done / progress.total if progress.total else 100.0
+        if not self._tty:  # e.g. an ECS one-off task: progress lands in the log stream
+            log.info(
+                "key_rotation_progress",
+                done=progress.done,
+                total=progress.total,
+                percent=round(share, 1),
+                values_per_s=round(progress.rate),
+                batches=progress.batches,
+            )
+            return
         self._stream.write(
             f"\rkeys rotate: {progress.done}/{progress.total} values ({share:.1f}%), "
             f"{progress.rate:.0f} values/s, {progress.batches} batches\x1b[K"

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import pty
+import re
 import signal
 import subprocess
 import sys
@@ -186,3 +189,44 @@ def test_status_table_and_unreadable_exit_1(
     _secrets_absent(out + err)
     code, out, _ = _run(["keys", "status"], {**base_env(mysql, name), **env_keys({"a": KEY_A, "b": KEY_B}, active="b")})
     assert code == 0 and "in use: rotate first" in out.decode()
+
+
+def test_rotate_shows_progress_on_a_terminal(
+    mysql: MysqlServer, fresh_db: Callable[[], str], make_settings: Callable[..., Settings]
+) -> None:
+    """On a terminal (stderr is a tty) `keys rotate` rewrites one line with done/total, percentage and rate."""
+    name = fresh_db()
+
+    async def prepare() -> None:
+        async with open_database(make_settings(name).db, metrics=Metrics(), create=False) as db:
+            await migrate(db)
+            await seed(db, ring("a", a=KEY_A), range(1, 31))
+
+    asyncio.run(prepare())
+    env = {**base_env(mysql, name), **env_keys({"a": KEY_A, "b": KEY_B}, active="b")}
+    leader, follower = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "daemon", "keys", "rotate", "--batch-size", "1", "--pause", "0.05"],
+            cwd=ROOT,
+            env={"PATH": "/usr/bin:/bin", **env},
+            stdout=subprocess.PIPE,
+            stderr=follower,
+        )
+        os.close(follower)
+        out, _ = proc.communicate(timeout=60)
+        seen = b""
+        while True:
+            try:
+                chunk = os.read(leader, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(leader)
+    assert proc.returncode == 0
+    assert re.search(rb"\rkeys rotate: \d+/180 values \(\d+\.\d%\), \d+ values/s, \d+ batches", seen), seen[-500:]
+    _secrets_absent(seen + out)
+    assert json.loads(out)["rotated"] == 180
