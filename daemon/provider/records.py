@@ -82,6 +82,7 @@ class Rejected:
     provider_id: str | None
     reasons: tuple[tuple[str, str], ...]
     record: Mapping[str, object] = field(default_factory=dict)
+    id: int | None = None  # the normalized id when the id itself was valid (the record may still be stored)
 
 
 def parse_record(raw: object) -> ParsedRecord | Rejected:
@@ -101,14 +102,14 @@ def parse_record(raw: object) -> ParsedRecord | Rejected:
             reasons.append((_ID, MISSING))
         elif policy.stored:
             values[policy.name] = value
-    if reasons:
+    record_id = values.get(_ID)
+    if reasons or not isinstance(record_id, int):  # the second test only narrows the type: no id is a reason
         return Rejected(
-            provider_id=_provider_id(raw.get(_ID), valid=values.get(_ID) is not None),
+            provider_id=_provider_id(raw.get(_ID), valid=isinstance(record_id, int)),
             reasons=tuple(reasons),
             record=_quarantine_copy(raw),
+            id=record_id if isinstance(record_id, int) else None,
         )
-    record_id = values[_ID]
-    assert isinstance(record_id, int)  # the ID normalizer returns an int or None (handled above)
     return ParsedRecord(
         id=record_id,
         values=MappingProxyType(values),

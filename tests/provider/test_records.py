@@ -293,6 +293,13 @@ def test_provider_id_is_bounded_and_a_bad_one_scrubbed() -> None:
     assert rejected(ip="x").provider_id == "2"
 
 
+def test_rejected_carries_the_normalized_id_only_when_valid() -> None:
+    """A record rejected for another field still names its id as an int; an invalid id gives None."""
+    assert rejected(ip="x", id=" 0042 ").id == 42
+    assert rejected(id="x").id is None
+    assert rejected(id=None).id is None
+
+
 def test_canonical_is_stable_and_ignores_cvv_and_formatting() -> None:
     """Equivalent records give the same canonical bytes; a real change gives different bytes."""
     base = parsed().canonical()
