@@ -1,0 +1,111 @@
+"""The customers API application: routes from the route table, the ops routes, one middleware.
+
+`build_api_app()` is called by the api actor at every (re)start (an aiohttp
+app freezes once it runs); the page cache and the version tracker live as
+long as the app.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Final, Protocol
+
+from aiohttp import web
+
+from daemon.api.audit import Auditor
+from daemon.api.auth import TokenStore
+from daemon.api.cache import PageCache, VersionTracker
+from daemon.api.cursor import CursorCodec
+from daemon.api.handlers import CustomersApi
+from daemon.api.keys import ApiKeys
+from daemon.api.middleware import MAX_BODY_BYTES, make_middleware
+from daemon.api.openapi import build_openapi, router_operations
+from daemon.api.routes import API_ROUTES
+from daemon.config.http import ApiSettings
+from daemon.db.database import Database
+from daemon.http.ops import Readiness, add_ops_routes
+from daemon.observability.logs import get_logger
+from daemon.observability.metrics import Metrics
+
+__all__ = ("CUSTOMERS_API", "ApiKeyring", "ApiOptions", "build_api_app")
+
+log = get_logger("customers_mngr.api")
+
+_QUIET_ROUTES: Final = ("health", "ready", "metrics")
+CUSTOMERS_API: Final = web.AppKey("customers_api", CustomersApi)
+
+
+class ApiKeyring(Protocol):
+    """What the API uses of `daemon.crypto.keyring.Keyring`."""
+
+    def decrypt(self, blob: bytes, *, column: str, record_id: int, table: str = ...) -> str: ...
+
+    def blind_index(self, card_number: str) -> bytes: ...
+
+    def content_hash(self, canonical: bytes) -> bytes: ...
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class ApiOptions:
+    """Tuning with sensible defaults (tests shorten the version TTL)."""
+
+    version_ttl_s: float = 0.5  # a sync's write is served at most this late
+    cache_max_entries: int = 4096
+    cache_max_bytes: int = 64 * 1024 * 1024
+
+
+def build_api_app(
+    *,
+    db: Database,
+    keyring: ApiKeyring,
+    settings: ApiSettings,
+    metrics: Metrics,
+    options: ApiOptions | None = None,
+) -> web.Application:
+    options = options or ApiOptions()
+    tokens = TokenStore(settings.tokens, demo_tokens=settings.demo_tokens)
+    if tokens.demo_enabled:
+        log.warning(
+            "api_demo_tokens_enabled",
+            detail="APP_ENV=development: the predecessor's admin-token, analyst-token and viewer-token are accepted",
+        )
+    if not settings.tokens:
+        log.warning("api_no_tokens_configured", detail="API_TOKENS is empty: every customer-data request gets 401")
+    keys = ApiKeys.from_keyring(keyring)
+    api = CustomersApi(
+        db=db,
+        decryptor=keyring,
+        tokens=tokens,
+        codec=CursorCodec(keys.cursor),
+        etag_key=keys.etag,
+        tracker=VersionTracker(db, ttl_s=options.version_ttl_s),
+        cache=PageCache(max_entries=options.cache_max_entries, max_bytes=options.cache_max_bytes),
+        metrics=metrics,
+    )
+    middleware = make_middleware(
+        metrics=metrics,
+        auditor=Auditor(metrics),
+        audited=[r.name for r in API_ROUTES if r.audited],
+        quiet=_QUIET_ROUTES,
+        timeout_s=settings.request_timeout_s,
+    )
+    app = web.Application(middlewares=[middleware], client_max_size=MAX_BODY_BYTES)
+    app[CUSTOMERS_API] = api
+    handlers = {"clientes": api.list_customers, "cliente": api.get_customer, "sync_runs": api.sync_runs}
+    document: list[bytes] = []
+
+    async def openapi(_request: web.Request) -> web.Response:
+        return web.Response(body=document[0], content_type="application/json", headers={"Cache-Control": "no-cache"})
+
+    for spec in API_ROUTES:
+        handler = openapi if spec.name == "openapi" else handlers[spec.name]
+        app.router.add_route(spec.method, spec.path, handler, name=spec.name)
+    add_ops_routes(app, readiness=Readiness(db=db), metrics=metrics)
+
+    async def build_document(app: web.Application) -> None:
+        # After the router froze: the document describes exactly what is served, or the start fails.
+        document.append(json.dumps(build_openapi(router_operations(app)), separators=(",", ":")).encode())
+
+    app.on_startup.append(build_document)
+    return app

@@ -1,0 +1,103 @@
+"""The audit trail of customer-data access (PCI DSS 10.2): one event per request, never dropped.
+
+Every request to an audited endpoint — allowed, denied, rejected or failed —
+emits exactly one `api_access` event on the `audit` logger, which
+LOG_LEVEL never filters. The event says who (token name, role, client
+address), what (endpoint template, method, filters used), when, the outcome
+and status, how many records were returned (their ids when at most 100)
+and which classes of sensitive data were revealed. It never carries a
+token, an Authorization header, a query string or a field value.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from daemon.observability.logs import AUDIT_LOGGER, get_logger
+from daemon.observability.metrics import Metrics
+
+__all__ = ("MAX_AUDITED_IDS", "AuditRecord", "Auditor", "outcome_of")
+
+MAX_AUDITED_IDS: Final = 100
+log = get_logger(AUDIT_LOGGER)
+
+
+@dataclass(slots=True)
+class AuditRecord:
+    """What a handler learnt about the request, filled in as it goes."""
+
+    token_name: str | None = None
+    role: str | None = None
+    ids: Sequence[int] = ()
+    revealed: Sequence[str] = ()
+    filters: list[str] = field(default_factory=list)
+
+
+def outcome_of(status: int) -> str:
+    if status < 400:
+        return "allowed"
+    if status in (401, 403):
+        return "denied"
+    if status == 404:
+        return "not_found"
+    if status < 500:
+        return "rejected"
+    return "error"
+
+
+class Auditor:
+    __slots__ = ("_metrics",)
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def emit(
+        self,
+        record: AuditRecord,
+        *,
+        endpoint: str,
+        method: str,
+        status: int,
+        request_id: str,
+        client: str | None,
+        forwarded_for: str | None,
+    ) -> None:
+        revealed = list(record.revealed) if status < 400 and record.ids else []
+        event: dict[str, Any] = {
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "token_name": record.token_name,
+            "role": record.role,
+            "endpoint": endpoint,
+            "method": method,
+            "outcome": outcome_of(status),
+            "status": status,
+            "records": len(record.ids) if status < 400 else 0,
+            "revealed": revealed,
+            "request_id": request_id,
+            "client": client,
+        }
+        if status < 400 and len(record.ids) <= MAX_AUDITED_IDS:
+            event["record_ids"] = list(record.ids)
+        if forwarded_for:
+            event["forwarded_for"] = forwarded_for
+        if record.filters:
+            event["filters"] = record.filters
+        log.info("api_access", **event)
+        if record.role in ("viewer", "analyst", "admin"):
+            for revealed_class in revealed or ["none"]:
+                self._metrics.api_audit_events.labels(role=record.role, revealed=revealed_class).inc()
+
+
+def first_forwarded(header: str | None) -> str | None:
+    """The client address a proxy (the ALB) reports, if it is one; anything else is ignored."""
+    if not header:
+        return None
+    first = header.split(",", 1)[0].strip()
+    try:
+        return str(ipaddress.ip_address(first))
+    except ValueError:
+        return None
