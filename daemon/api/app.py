@@ -68,7 +68,7 @@ def build_api_app(
     if tokens.demo_enabled:
         log.warning(
             "api_demo_tokens_enabled",
-            detail="APP_ENV=development: the predecessor's admin-token, analyst-token and viewer-token are accepted",
+            detail="APP_ENV=development: the predecessor's three demo tokens are accepted (never in production)",
         )
     if not settings.tokens:
         log.warning("api_no_tokens_configured", detail="API_TOKENS is empty: every customer-data request gets 401")
