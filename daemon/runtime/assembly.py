@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
+from daemon.api.app import build_api_app
 from daemon.http.ops import Readiness, add_ops_routes
 from daemon.http.server import HttpServerActor
 from daemon.runtime.actor import Actor
@@ -24,12 +25,30 @@ async def build_actors(resources: Resources) -> Sequence[Actor]:
     settings = resources.settings
     actors: list[Actor] = []
     if settings.mode in ("all", "api"):
-        actors.append(_http_actor(resources, name="api", host=settings.api.host, port=settings.api.port))
+        actors.append(_api_actor(resources))
     if settings.mode in ("all", "syncer"):
         actors.append(SyncerActor(db=resources.db, settings=settings.sync, metrics=resources.metrics))
     if settings.mode == "syncer":
         actors.append(_http_actor(resources, name="probe", host=settings.metrics.host, port=settings.metrics.port))
     return actors
+
+
+def _api_actor(resources: Resources) -> HttpServerActor:
+    """The customers API (and its ops routes) on API_PORT; a fresh app, cache included, per restart."""
+    settings = resources.settings
+
+    def make_app() -> web.Application:
+        return build_api_app(
+            db=resources.db, keyring=resources.keyring, settings=settings.api, metrics=resources.metrics
+        )
+
+    return HttpServerActor(
+        name="api",
+        make_app=make_app,
+        host=settings.api.host,
+        port=settings.api.port,
+        shutdown_timeout_s=max(1.0, settings.supervisor.shutdown_timeout_s - 5),
+    )
 
 
 def _http_actor(resources: Resources, *, name: str, host: str, port: int) -> HttpServerActor:
