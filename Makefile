@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 DATABASE_URL ?= mysql://root@127.0.0.1:3306/customers_mngr
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help venv run test test-fast lint typecheck docs clean fmt
+.PHONY: help venv run test test-fast lint typecheck docs clean fmt bench bench-quick bench-profile
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -49,3 +49,22 @@ clean:  ## remove build and cache folders
 fmt: $(STAMP)  ## format and autofix
 	$(BIN)/ruff format daemon tests ecs
 	$(BIN)/ruff check --fix daemon tests ecs
+
+# --- benchmarks (tests/bench; bench-only dependencies in the `bench` extra, wrk from apt) ---
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP) pyproject.toml
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+		{ apt-get install -y -qq wrk >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }; }; } || \
+		echo "wrk is not installed: the bench falls back to its own aiohttp load generator"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)  ## full benchmark (~15 min): table printed, JSON to BENCH_OUT (.bench/results.json), README performance section rewritten
+	$(BIN)/python -m tests.bench --readme README.md
+
+bench-quick: $(BENCH_STAMP)  ## reduced benchmark (< 3 min): table printed, JSON to BENCH_OUT (.bench/results.json); README untouched
+	$(BIN)/python -m tests.bench --quick
+
+bench-profile: $(BENCH_STAMP)  ## profile the sync hot path (pyinstrument) into .bench/profile-*
+	$(BIN)/python -m tests.bench.profiling

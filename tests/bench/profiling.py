@@ -1,0 +1,96 @@
+"""`make bench-profile`: where the sync's time goes, for the next person who makes it faster.
+
+    python -m tests.bench.profiling [--records N] [--out-dir .bench]
+
+Runs the daemon's `sync --once` under pyinstrument (a sampling profiler: low
+overhead, whole call stacks) twice on a fresh database — the first load, then
+the unchanged re-sync — against the bench provider. For each it saves, under
+`--out-dir`:
+  profile-<phase>.html    the interactive call tree (open in a browser)
+  profile-<phase>.txt     the same as text
+  profile-<phase>.pstats  for pstats / snakeviz
+and prints the call tree plus the functions with the most own time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import pstats
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.bench.context import FULL, Context
+from tests.bench.harness import ROOT, Machine, Report, load_average
+from tests.bench.procs import Server, base_env, free_port, python
+from tests.bench.sync_phase import sync_unavailable
+from tests.support.mysql import server_from_env
+
+__all__ = ("main",)
+
+_TOP = 25
+
+
+def _profile(ctx: Context, database: str, phase: str, out_dir: Path) -> str:
+    session = out_dir / f"profile-{phase}.pyisession"
+    cmd = [*python(), "-m", "pyinstrument", "-r", "pyisession", "-o", str(session)]
+    cmd += ["-m", "daemon", "sync", "--once", "--no-progress"]
+    out = subprocess.run(
+        cmd, cwd=ROOT, env=ctx.daemon_env(database, "base"), capture_output=True, text=True, timeout=1800, check=False
+    )
+    if out.returncode not in (0, 4):
+        raise RuntimeError(f"sync --once under the profiler exited {out.returncode}: {out.stderr[-800:]}")
+    summary = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "(no summary)"
+    for renderer, suffix in (("html", "html"), ("text", "txt"), ("pstats", "pstats")):
+        target = str(session.with_suffix("." + suffix))
+        subprocess.run(
+            [*python(), "-m", "pyinstrument", "--load", str(session), "-r", renderer, "-o", target],
+            cwd=ROOT,
+            env=base_env(),
+            check=True,
+            timeout=300,
+        )
+    stats = io.StringIO()
+    pstats.Stats(str(session.with_suffix(".pstats")), stream=stats).sort_stats("tottime").print_stats(_TOP)
+    text = session.with_suffix(".txt").read_text()
+    return f"== {phase}: {summary}\n{text}\n-- top {_TOP} functions by own time --\n{stats.getvalue()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench.profiling", description=__doc__)
+    parser.add_argument("--records", type=int, default=20_000)
+    parser.add_argument("--out-dir", type=Path, default=ROOT / ".bench")
+    args = parser.parse_args(argv)
+    reason = sync_unavailable()
+    if reason:
+        print(f"bench-profile: {reason}; nothing to profile", file=sys.stderr)
+        return 1
+    mysql = server_from_env()
+    report = Report(Machine.probe(str(mysql.execute("SELECT VERSION()")[0][0])), quick=True)
+    print(report.machine.header(load_average(), None), flush=True)
+    ctx = Context(sizes=FULL, report=report, mysql=mysql, work=args.out_dir)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    provider = Server(
+        "provider",
+        [*python(), "-m", "tests.bench.provider", "--port", str(port), "--dataset", f"base={args.records}"],
+        base_env(),
+        log_dir=args.out_dir / "logs",
+    )
+    try:
+        ctx.provider_url = f"http://127.0.0.1:{port}"
+        provider.wait_ready(ctx.dataset_url("base") + "?page=1&limit=1", timeout_s=600)
+        database = ctx.new_db()
+        for phase in ("first-load", "resync-unchanged"):
+            ctx.log(f"profiling sync --once: {phase} ({args.records:,} records)")
+            print(_profile(ctx, database, phase, args.out_dir), flush=True)
+    finally:
+        provider.stop()
+        ctx.drop_all()
+    print(f"profiles: {args.out_dir}/profile-*.html (.txt, .pstats)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

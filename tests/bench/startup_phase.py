@@ -1,0 +1,135 @@
+"""Start-up to /health and /ready, and the sizes of what packaging ships.
+
+`startup_to_health_s` / `startup_to_ready_s` time the built binary
+(`dist/customers-mngr`, built with `make binary` by the full bench when it is
+missing and the target exists) from exec to the first 200 of `/health`
+(liveness: nothing touched) and of `/ready` (the DB answers, the schema is
+current), in `run --mode api` against a migrated local database. The same is
+measured with `python -m daemon` for context. `image_size_mb` comes from a
+container engine (`docker`/`podman image inspect`) when one is installed and
+the image is present, else from what `make image-test` recorded in
+`packaging/README.md`; which one is said in the figure's note.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from tests.bench.context import Context
+from tests.bench.harness import ROOT
+from tests.bench.procs import free_port, http_status, python
+
+__all__ = ("image_size", "run_startup_phase")
+
+BINARY = ROOT / "dist" / "customers-mngr"
+IMAGE = "customers-mngr:latest"
+_POLL_S = 0.005
+
+
+def _time_start(ctx: Context, cmd: Sequence[str], database: str) -> tuple[float, float]:
+    """(seconds to /health 200, seconds to /ready 200) from exec."""
+    port = free_port()
+    env = ctx.daemon_env(database, API_PORT=str(port), API_HOST="127.0.0.1", METRICS_PORT=str(free_port()))
+    log = (ctx.work / "logs").joinpath("startup.log")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with log.open("ab") as out:
+        started = time.perf_counter()
+        proc = subprocess.Popen([*cmd, "run", "--mode", "api"], cwd=ROOT, env=env, stdout=out, stderr=out)
+        try:
+            health = _until(f"http://127.0.0.1:{port}/health", started, proc)
+            ready = _until(f"http://127.0.0.1:{port}/ready", started, proc)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(10)
+    return health, ready
+
+
+def _until(url: str, started: float, proc: subprocess.Popen[bytes], timeout_s: float = 60.0) -> float:
+    while time.perf_counter() - started < timeout_s:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the daemon exited with {proc.returncode} before {url} answered 200")
+        if http_status(url, timeout=1.0) == 200:
+            return time.perf_counter() - started
+        time.sleep(_POLL_S)
+    raise RuntimeError(f"{url} did not answer 200 within {timeout_s}s")
+
+
+def _make_has(target: str) -> bool:
+    out = subprocess.run(["make", "-n", target], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+    return out.returncode == 0
+
+
+def _binary(ctx: Context) -> tuple[Path | None, str]:
+    if BINARY.exists():
+        return BINARY, "dist/customers-mngr as found"
+    if not _make_has("binary"):
+        return None, "no dist/customers-mngr and no `make binary` target on this branch"
+    if not ctx.sizes.build_binary:
+        return None, "no dist/customers-mngr (bench-quick does not build it: run `make binary` or `make bench`)"
+    ctx.log("building the binary: make binary")
+    out = subprocess.run(["make", "binary"], cwd=ROOT, capture_output=True, text=True, timeout=1800, check=False)
+    if out.returncode != 0 or not BINARY.exists():
+        return None, f"`make binary` failed ({out.returncode}): {out.stderr.strip()[-200:]}"
+    return BINARY, "built by `make binary` in this run"
+
+
+def run_startup_phase(ctx: Context, database: str) -> None:
+    sizes, report = ctx.sizes, ctx.report
+    for run in range(1, sizes.runs + 1):
+        ctx.log(f"start-up run {run}/{sizes.runs}: python -m daemon")
+        health, ready = _time_start(ctx, [*python(), "-m", "daemon"], database)
+        report.add("startup_to_health_python_s", health)
+        report.add("startup_to_ready_python_s", ready)
+    binary, how = _binary(ctx)
+    if binary is None:
+        report.not_measured("startup_to_health_s", how)
+        report.not_measured("startup_to_ready_s", how)
+        report.not_measured("binary_size_mb", how)
+    else:
+        for run in range(1, sizes.runs + 1):
+            ctx.log(f"start-up run {run}/{sizes.runs}: {binary.relative_to(ROOT)}")
+            health, ready = _time_start(ctx, [str(binary)], database)
+            report.add("startup_to_health_s", health)
+            report.add("startup_to_ready_s", ready)
+        report.note("startup_to_health_s", f"{how}; `run --mode api`, exec to first 200")
+        report.note("startup_to_ready_s", f"{how}; `run --mode api`, DB up and migrated")
+        report.add("binary_size_mb", binary.stat().st_size / 1e6)
+        report.note("binary_size_mb", "size of dist/customers-mngr (MB = 10^6 bytes)")
+    value, how = image_size()
+    if value is None:
+        report.not_measured("image_size_mb", how)
+    else:
+        report.add("image_size_mb", value)
+        report.note("image_size_mb", how)
+
+
+def image_size() -> tuple[float | None, str]:
+    """(MB, where it comes from), or (None, why not)."""
+    for engine in ("docker", "podman"):
+        if shutil.which(engine):
+            out = subprocess.run(
+                [engine, "image", "inspect", IMAGE, "--format", "{{.Size}}"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            if out.returncode == 0 and out.stdout.strip().isdigit():
+                return int(out.stdout.strip()) / 1e6, f"`{engine} image inspect {IMAGE}` (MB = 10^6 bytes)"
+    readme = ROOT / "packaging" / "README.md"
+    if readme.exists():
+        for line in readme.read_text().splitlines():
+            if re.search(r"\bimage\b", line, re.I):
+                match = re.search(r"([\d.]+)\s*MB\b", line)
+                if match:
+                    return float(match.group(1)), "as `make image-test` recorded it in packaging/README.md"
+    return None, "no container engine with the image here, and packaging/README.md records no image size yet"

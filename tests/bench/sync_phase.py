@@ -1,0 +1,254 @@
+"""The sync figures and their references, run by run side by side, plus peak RSS and the scaling table.
+
+Per run (repeated `runs` times, interleaved so drift on a shared machine hits
+every contender alike), each on its own fresh database:
+  predecessor_sync first load, then its re-sync (same data);
+  limit_upsert (rows prepared before the clock);
+  the daemon's `sync --once`: first load (simulator → empty DB), re-sync with
+  nothing changed, re-sync with 10% of the records changed.
+Then the daemon's first load at `big_records` (peak RSS), then the scaling
+cells (SYNC_BATCH_SIZE x PROVIDER_PAGE_SIZE). Rates are records / the run's
+own clock (the daemon's `duration_s`; the references time the same span:
+first request to last commit), so interpreter start-up is not counted for anyone.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+
+from tests.bench.context import Context
+from tests.bench.harness import ROOT, median
+from tests.bench.procs import base_env, python, run_measured
+
+__all__ = ("SyncRun", "daemon_sync", "prepare_api_data", "run_sync_phase", "sync_unavailable")
+
+
+@dataclass(frozen=True, slots=True)
+class SyncRun:
+    records: int
+    seconds: float
+    wall_s: float
+    cpu_s: float
+    maxrss_mb: float
+    db_cpu_s: float | None
+    summary: dict[str, object]
+
+    @property
+    def rps(self) -> float:
+        return self.records / self.seconds if self.seconds > 0 else 0.0
+
+    def shares(self) -> dict[str, float | None]:
+        """CPU of the sync process and of the DB server, as a share of one core over the process's life."""
+        db = None if self.db_cpu_s is None else round(self.db_cpu_s / self.wall_s, 3)
+        return {"sync_cpu_share": round(self.cpu_s / self.wall_s, 3), "db_cpu_share": db}
+
+
+def sync_unavailable() -> str | None:
+    """Why the daemon cannot run `sync --once` here (None when it can)."""
+    out = subprocess.run(
+        [*python(), "-m", "daemon", "sync", "--help"],
+        cwd=ROOT,
+        env=base_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    return None if out.returncode == 0 else "`customers-mngr sync --once` is not on this branch yet"
+
+
+def daemon_sync(ctx: Context, database: str, dataset: str, **env: str) -> SyncRun:
+    """One `customers-mngr sync --once` in its own process."""
+    with ctx.dbcpu.span() as db_cpu:
+        measured = run_measured(
+            [*python(), "-m", "daemon", "sync", "--once", "--no-progress"],
+            ctx.daemon_env(database, dataset, **env),
+            timeout_s=1800,
+        )
+    summary = measured.last_json()
+    if summary.get("status") not in ("ok", "partial"):
+        raise RuntimeError(f"sync --once ended {summary.get('status')}: {summary.get('error')}")
+    fetched = summary.get("fetched")
+    duration = summary.get("duration_s")
+    assert isinstance(fetched, int) and isinstance(duration, int | float)
+    return SyncRun(fetched, float(duration), measured.wall_s, measured.cpu_s, measured.maxrss_mb, db_cpu[0], summary)
+
+
+def _predecessor(ctx: Context, database: str) -> tuple[float, dict[str, object]]:
+    args = ("--url", ctx.dataset_url("pred"), "--database", ctx.db_url(database))
+    with ctx.dbcpu.span() as db_cpu:
+        result, measured = ctx.run_json("tests.bench.predecessor_sync", *args, timeout_s=1800)
+    records, seconds = result["records"], result["seconds"]
+    assert isinstance(records, int) and isinstance(seconds, int | float)
+    info = {"records": records, "seconds": seconds, "cpu_s": measured.cpu_s, "wall_s": measured.wall_s}
+    return records / float(seconds), info | {"db_cpu_s": db_cpu[0]}
+
+
+def _limit(ctx: Context, database: str) -> tuple[float, dict[str, object]]:
+    args = ("--url", ctx.dataset_url("base"), "--database", ctx.db_url(database), "--key-file", str(ctx.key_file))
+    result, _measured = ctx.run_json("tests.bench.limit_upsert", *args, timeout_s=1800)
+    records, seconds = result["records"], result["seconds"]
+    assert isinstance(records, int) and isinstance(seconds, int | float)
+    return records / float(seconds), result
+
+
+def run_sync_phase(ctx: Context) -> dict[str, str]:
+    """Every sync figure; returns the databases kept for the API phase ({"predecessor", "limit", "daemon"})."""
+    sizes, report = ctx.sizes, ctx.report
+    unavailable = sync_unavailable()
+    kept: dict[str, str] = {}
+    first_runs: list[SyncRun] = []
+    for run in range(1, sizes.runs + 1):
+        last = run == sizes.runs
+        _references(ctx, run, kept if last else None)
+        if unavailable is None:
+            first_runs.append(_daemon_runs(ctx, run, kept if last else None))
+    note = f"{sizes.predecessor_records:,} records (row by row: its time is linear in records)"
+    report.note("predecessor_sync_rps", note)
+    report.note("predecessor_sync_resync_rps", note)
+    if unavailable is not None:
+        for name in (
+            "sync_first_load_rps",
+            "sync_resync_unchanged_rps",
+            "sync_resync_10pct_changed_rps",
+            "sync_peak_rss_ratio",
+            "sync_peak_rss_mb",
+            "sync_first_load_peak_rss_mb",
+        ):
+            report.not_measured(name, unavailable)
+        return kept
+    _peak_rss(ctx, first_runs)
+    _limits_section(ctx, first_runs)
+    _scaling(ctx)
+    return kept
+
+
+def _references(ctx: Context, run: int, keep: dict[str, str] | None) -> None:
+    """predecessor_sync (first load and re-sync) and limit_upsert, each on a fresh database."""
+    sizes, report = ctx.sizes, ctx.report
+    ctx.log(f"sync run {run}/{sizes.runs}: predecessor_sync ({sizes.predecessor_records:,} records, twice)")
+    pred_db = ctx.new_db()
+    rps, info = _predecessor(ctx, pred_db)
+    report.add("predecessor_sync_rps", rps)
+    ctx.detail("predecessor_sync", info)
+    rps, info = _predecessor(ctx, pred_db)
+    report.add("predecessor_sync_resync_rps", rps)
+    ctx.detail("predecessor_sync_resync", info)
+    ctx.log(f"sync run {run}/{sizes.runs}: limit_upsert ({sizes.records:,} records)")
+    limit_db = ctx.new_db(migrate=True)
+    rps, info = _limit(ctx, limit_db)
+    report.add("limit_upsert_rps", rps)
+    ctx.detail("limit_upsert", info)
+    if keep is None:
+        ctx.drop(pred_db)
+        ctx.drop(limit_db)
+    else:
+        keep.update(predecessor=pred_db, limit=limit_db)
+
+
+def _daemon_runs(ctx: Context, run: int, keep: dict[str, str] | None) -> SyncRun:
+    """The daemon's first load, unchanged re-sync and 10%-changed re-sync on one fresh database."""
+    sizes, report = ctx.sizes, ctx.report
+    ctx.log(f"sync run {run}/{sizes.runs}: daemon first load, re-sync, 10% changed ({sizes.records:,} records)")
+    daemon_db = ctx.new_db()
+    first = daemon_sync(ctx, daemon_db, "base")
+    report.add("sync_first_load_rps", first.rps)
+    ctx.detail("sync_first_load", first.summary | first.shares() | {"maxrss_mb": first.maxrss_mb})
+    same = daemon_sync(ctx, daemon_db, "base")
+    report.add("sync_resync_unchanged_rps", same.rps)
+    ctx.detail("sync_resync_unchanged", same.summary | same.shares())
+    changed = daemon_sync(ctx, daemon_db, "changed")
+    report.add("sync_resync_10pct_changed_rps", changed.rps)
+    ctx.detail("sync_resync_10pct_changed", changed.summary | changed.shares())
+    if keep is None:
+        ctx.drop(daemon_db)
+    else:
+        keep["daemon"] = daemon_db
+    return first
+
+
+def _peak_rss(ctx: Context, first_runs: list[SyncRun]) -> None:
+    sizes, report = ctx.sizes, ctx.report
+    big_runs: list[SyncRun] = []
+    for run in range(1, sizes.runs + 1):
+        ctx.log(f"peak RSS run {run}/{sizes.runs}: daemon first load of {sizes.big_records:,} records")
+        big_db = ctx.new_db()
+        big = daemon_sync(ctx, big_db, "big")
+        big_runs.append(big)
+        ctx.detail("sync_big_first_load", big.summary | big.shares() | {"maxrss_mb": big.maxrss_mb})
+        ctx.drop(big_db)
+    small_rss = median([r.maxrss_mb for r in first_runs])
+    big_rss = median([r.maxrss_mb for r in big_runs])
+    report.derived(
+        "sync_peak_rss_ratio",
+        big_rss / small_rss,
+        note=f"peak RSS {big_rss:.0f} MB at {sizes.big_records:,} / {small_rss:.0f} MB at {sizes.records:,}",
+    )
+    for r in big_runs:
+        report.add("sync_peak_rss_mb", r.maxrss_mb)
+    report.note("sync_peak_rss_mb", f"`sync --once`, {sizes.big_records:,} records, ru_maxrss of the process")
+    for r in first_runs:
+        report.add("sync_first_load_peak_rss_mb", r.maxrss_mb)
+    report.note("sync_first_load_peak_rss_mb", f"{sizes.records:,} records")
+
+
+def _limits_section(ctx: Context, runs: list[SyncRun]) -> None:
+    """What limits the first load: this process's CPU or the DB's (shares of one core, medians)."""
+    sync_share = median([r.cpu_s / r.wall_s for r in runs])
+    db_shares = [r.db_cpu_s / r.wall_s for r in runs if r.db_cpu_s is not None]
+    cpu_per_record = median([r.cpu_s / r.records * 1e6 for r in runs])
+    db_text = f"{median(db_shares):.0%}" if db_shares else "not visible from here"
+    verdict = (
+        "the sync process's own CPU (one Python thread) is the limit"
+        if sync_share >= 0.8
+        else "the sync process waits on I/O (the DB or the provider) more than it computes"
+    )
+    body = (
+        f"During the first load of {ctx.sizes.records:,} records the sync process used {sync_share:.0%} of one "
+        f"core over its life ({cpu_per_record:.0f} µs of CPU per record, start-up included) and the DB server "
+        f"{db_text}: {verdict}. The machine has {ctx.report.machine.cores} cores shared by the provider, the DB "
+        "and the syncer; the syncer is one asyncio thread, so it can use at most one of them."
+    )
+    ctx.report.sections.append(("What limits the sync", body))
+
+
+def _scaling(ctx: Context) -> None:
+    sizes = ctx.sizes
+    rows = [
+        "| SYNC_BATCH_SIZE | PROVIDER_PAGE_SIZE | records/s (median) | sync process CPU | DB server CPU |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for batch, page in sizes.scale_cells:
+        runs: list[SyncRun] = []
+        for run in range(1, sizes.runs + 1):
+            ctx.log(f"scaling batch={batch} page={page} run {run}/{sizes.runs} ({sizes.scale_records:,} records)")
+            database = ctx.new_db()
+            env = {"SYNC_BATCH_SIZE": str(batch), "PROVIDER_PAGE_SIZE": str(page)}
+            if page == 0:
+                env["PROVIDER_MAX_BODY_BYTES"] = str(1 << 30)
+            runs.append(daemon_sync(ctx, database, "scale", **env))
+            ctx.drop(database)
+        rps = median([r.rps for r in runs])
+        sync_share = median([r.cpu_s / r.wall_s for r in runs])
+        db = [r.db_cpu_s / r.wall_s for r in runs if r.db_cpu_s is not None]
+        db_text = f"{median(db):.0%}" if db else "—"
+        page_text = "0 (one request)" if page == 0 else str(page)
+        rows.append(f"| {batch} | {page_text} | {rps:,.0f} | {sync_share:.0%} | {db_text} |")
+        ctx.detail("scaling", {"batch": batch, "page": page, "rps": [r.rps for r in runs]})
+    title = f"How the first load scales ({sizes.scale_records:,} records; CPU as a share of one core)"
+    ctx.report.sections.append((title, "\n".join(rows)))
+
+
+def prepare_api_data(ctx: Context) -> dict[str, str]:
+    """The databases the API phase reads, when the sync phase is not run (`--only api`): loaded once."""
+    ctx.log("loading data for the API phase (predecessor table, daemon table)")
+    kept = {"predecessor": ctx.new_db()}
+    _predecessor(ctx, kept["predecessor"])
+    if sync_unavailable() is None:
+        kept["daemon"] = ctx.new_db()
+        daemon_sync(ctx, kept["daemon"], "base")
+    else:
+        kept["limit"] = ctx.new_db(migrate=True)
+        _limit(ctx, kept["limit"])
+    return kept
