@@ -58,6 +58,9 @@ OTHER: Final[dict[str, Spec]] = {
     "startup_to_health_python_s": Spec("s", "report: `python -m daemon run --mode api`, start to /health 200"),
     "startup_to_ready_python_s": Spec("s", "report: `python -m daemon run --mode api`, start to /ready 200"),
     "sync_first_load_peak_rss_mb": Spec("MB", "report: peak RSS of the first load (the ratio's denominator)"),
+    "aesgcm_direct_aad_us_per_record": Spec(
+        "µs/record", "report: AESGCM directly with the Keyring's context (table, column, id) as associated data"
+    ),
 }
 
 _GE, _LE = ">=", "<="
