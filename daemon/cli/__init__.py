@@ -12,11 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from daemon import __version__
-from daemon.cli import check_config, healthcheck, keys, migrate, provider_mock, run, status, tokens, version
+from daemon.cli import check_config, healthcheck, keys, migrate, provider_mock, run, status, sync, tokens, version
 
 __all__ = ("build_parser", "main")
 
-_COMMANDS = (run, migrate, check_config, healthcheck, status, version, keys, provider_mock, tokens)
+_COMMANDS = (run, migrate, check_config, healthcheck, status, version, keys, provider_mock, tokens, sync)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,6 +3,7 @@
 all     api (customers API + ops routes on API_PORT) and syncer
 api     api only (never writes, never runs DDL)
 syncer  syncer, and the probe server (ops routes on METRICS_PORT)
+(all and syncer in development without PROVIDER_URL: + the provider simulator on a loopback port)
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from daemon.http.ops import Readiness, add_ops_routes
 from daemon.http.server import HttpServerActor
 from daemon.runtime.actor import Actor
 from daemon.runtime.resources import Resources
-from daemon.syncer.actor import SyncerActor
+from daemon.syncer.wiring import syncer_actors
 
 __all__ = ("build_actors",)
 
@@ -27,7 +28,7 @@ async def build_actors(resources: Resources) -> Sequence[Actor]:
     if settings.mode in ("all", "api"):
         actors.append(_api_actor(resources))
     if settings.mode in ("all", "syncer"):
-        actors.append(SyncerActor(db=resources.db, settings=settings.sync, metrics=resources.metrics))
+        actors.extend(await syncer_actors(resources))  # + the simulator in development without PROVIDER_URL
     if settings.mode == "syncer":
         actors.append(_http_actor(resources, name="probe", host=settings.metrics.host, port=settings.metrics.port))
     return actors

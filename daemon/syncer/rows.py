@@ -1,0 +1,156 @@
+"""Rows of `customers` and `sync_quarantine`, derived from the field policy.
+
+Which value goes to which column — in clear, as ciphertext bound to its
+column and record, as last 4 digits, display mask or blind index — comes from
+`policy.columns()` and nowhere else; the SQL is built once, at import, from it.
+Everything derived from a sensitive value (ciphertext, last 4, mask, blind
+index) is computed here, once, when the record is ingested: the API never
+decrypts to serve a mask.
+"""
+
+# SQL here is assembled once, at import, from the policy's column names (identifiers the code
+# defines, never input); every value travels as a %s parameter.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Final
+
+from daemon import policy
+from daemon.crypto.keyring import Keyring
+from daemon.crypto.masks import display_mask, last4
+from daemon.provider.records import ParsedRecord, Rejected
+
+__all__ = (
+    "QUARANTINE_COLUMNS",
+    "WRITE_COLUMNS",
+    "customer_row",
+    "placeholders",
+    "quarantine_row",
+    "quarantine_sql",
+    "select_stored_sql",
+    "upsert_sql",
+)
+
+TABLE: Final = policy.CUSTOMERS_TABLE
+_COLUMNS: Final = tuple(policy.columns())
+# Every stored column the policy implies (the id first), then the row's keyed content hash.
+WRITE_COLUMNS: Final = (*(c.name for c in _COLUMNS), "content_hash")
+_UPDATED: Final = tuple(name for name in WRITE_COLUMNS if name != "id")
+
+UPSERT_HEAD: Final = f"INSERT INTO `{TABLE}` ({', '.join(f'`{c}`' for c in WRITE_COLUMNS)}) VALUES "
+UPSERT_ROW: Final = "(" + ", ".join(["%s"] * len(WRITE_COLUMNS)) + ")"
+# Only new, changed or restored records reach the upsert, so updated_at always moves with it.
+UPSERT_TAIL: Final = (
+    " ON DUPLICATE KEY UPDATE "
+    + ", ".join(f"`{c}` = VALUES(`{c}`)" for c in _UPDATED)
+    + ", `updated_at` = NOW(6), `deleted_at` = NULL"
+)
+SELECT_STORED_HEAD: Final = f"SELECT `id`, `content_hash`, `deleted_at` FROM `{TABLE}` WHERE `id` IN "
+
+QUARANTINE_COLUMNS: Final = ("run_id", "provider_id", "reasons", "record")
+QUARANTINE_HEAD: Final = f"INSERT INTO sync_quarantine ({', '.join(QUARANTINE_COLUMNS)}) VALUES "
+QUARANTINE_ROW: Final = "(" + ", ".join(["%s"] * len(QUARANTINE_COLUMNS)) + ")"
+
+_PROVIDER_ID_MAX = 64
+_NOT_PUBLIC: Final = policy.sensitive_field_names()
+
+
+def placeholders(n: int) -> str:
+    return "(" + ", ".join(["%s"] * n) + ")"
+
+
+@lru_cache(maxsize=8)
+def upsert_sql(rows: int) -> str:
+    """One multi-row upsert of `rows` records (batches are all SYNC_BATCH_SIZE but the last)."""
+    return UPSERT_HEAD + ", ".join([UPSERT_ROW] * rows) + UPSERT_TAIL
+
+
+@lru_cache(maxsize=8)
+def select_stored_sql(ids: int) -> str:
+    return SELECT_STORED_HEAD + placeholders(ids)
+
+
+@lru_cache(maxsize=8)
+def quarantine_sql(rows: int) -> str:
+    return QUARANTINE_HEAD + ", ".join([QUARANTINE_ROW] * rows)
+
+
+# --- customers ---------------------------------------------------------------------------
+
+_Convert = Callable[[object, int, Keyring], object]
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else str(value)
+
+
+def _utc_naive(value: object) -> datetime:
+    """DATETIME columns hold UTC without a zone."""
+    moment = value if isinstance(value, datetime) else datetime.fromisoformat(_text(value))
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC).replace(tzinfo=None)
+    return moment
+
+
+def _clear(field: policy.FieldPolicy) -> _Convert:
+    if field.kind is policy.Kind.TIMESTAMP:
+        return lambda value, _id, _k: _utc_naive(value)
+    if field.kind in (policy.Kind.ID, policy.Kind.COUNT):
+        return lambda value, _id, _k: int(_text(value)) if not isinstance(value, int) else value
+    return lambda value, _id, _k: _text(value)
+
+
+def _converter(column: policy.Column) -> _Convert:
+    field = policy.by_name(column.field)
+    name = column.name
+    if column.role == "clear":
+        return _clear(field)
+    if column.role == "ciphertext":
+        return lambda value, record_id, keyring: keyring.encrypt(_text(value), column=name, record_id=record_id)
+    if column.role == "last4":
+        return lambda value, _id, _k: last4(_text(value))
+    if column.role == "mask":
+        return lambda value, _id, _k: display_mask(_text(value))
+    if column.role == "blind_index":
+        return lambda value, _id, keyring: keyring.blind_index(_text(value))
+    raise AssertionError(f"no storage for column role {column.role!r}")  # a new role in the policy
+
+
+_CONVERTERS: Final = tuple((c.field, _converter(c)) for c in _COLUMNS)
+
+
+def customer_row(record: ParsedRecord, content_hash: bytes, keyring: Keyring) -> tuple[object, ...]:
+    """The values of WRITE_COLUMNS for one record: encrypted, masked and indexed per the policy."""
+    values = record.values
+    row: list[object] = []
+    for field, convert in _CONVERTERS:
+        value = record.id if field == "id" else values.get(field)
+        row.append(None if value is None else convert(value, record.id, keyring))
+    row.append(content_hash)
+    return tuple(row)
+
+
+# --- quarantine --------------------------------------------------------------------------
+
+
+def quarantine_row(run_id: int, rejected: Rejected) -> tuple[object, ...]:
+    """The quarantine row of an invalid record: every reason, and what the parser kept of it.
+
+    The parser keeps only public fields (scrubbed, bounded) and the names of
+    unknown keys. As a second line of defence any key the policy classifies as
+    non-public is dropped again here, whatever the parser did.
+    """
+    reasons = [{"field": field, "rule": rule} for field, rule in rejected.reasons]
+    provider_id = None if rejected.provider_id is None else _text(rejected.provider_id)[:_PROVIDER_ID_MAX]
+    kept = {key: value for key, value in rejected.record.items() if key not in _NOT_PUBLIC}
+    return (
+        run_id,
+        provider_id,
+        json.dumps(reasons, ensure_ascii=False),
+        json.dumps(kept, ensure_ascii=False, default=str),
+    )
