@@ -131,8 +131,9 @@ class SyncRunner:
     async def _fetch_and_store(
         self, snap: _Snapshot, *, run_id: int, epoch: int, started: float, progress: Progress | None
     ) -> None:
+        pages = self._pages()
         try:
-            async for page in self._pages():
+            async for page in pages:
                 snap.counts.pages += 1
                 for raw in page.records:
                     self._take(snap, parse_record(raw))
@@ -143,6 +144,8 @@ class SyncRunner:
         except ProviderError:
             await self._flush(snap, run_id=run_id, epoch=epoch)  # what was read is valid: keep it
             raise
+        finally:
+            await _aclose(pages)  # a run cut short must not leave the provider's response open
         await self._flush(snap, run_id=run_id, epoch=epoch)
 
     def _take(self, snap: _Snapshot, parsed: ParsedRecord | Rejected) -> None:
@@ -195,6 +198,12 @@ class SyncRunner:
             log.warning("sync_run_not_recorded", run_id=summary.run_id, error=error_text(exc))
         record_run_metrics(self._metrics, summary)
         log_summary(summary)
+
+
+async def _aclose(pages: AsyncIterator[Page]) -> None:
+    aclose = getattr(pages, "aclose", None)
+    if aclose is not None:
+        await aclose()
 
 
 def record_run_metrics(metrics: Metrics, summary: RunSummary) -> None:

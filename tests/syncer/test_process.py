@@ -188,3 +188,12 @@ def test_run_in_development_syncs_from_the_builtin_simulator(
     finished = [line for line in lines if line.get("event") == "sync_run_finished"]
     assert len(started) == len(finished) >= 1, "one start and one summary line per run"
     assert finished[0]["inserted"] == 75 and finished[0]["status"] == "ok"
+
+
+def test_sync_help_and_once_required() -> None:
+    """`sync --help` documents the exit codes; `sync` without --once is a usage error (exit 2)."""
+    helped = DaemonProcess(["sync", "--help"], {})
+    assert helped.wait(30) == 0
+    text = helped.output.decode()
+    assert "usage: customers-mngr sync" in text and "4 partial" in text
+    assert DaemonProcess(["sync"], {}).wait(30) == 2
