@@ -152,8 +152,8 @@ class SyncRunner:
         snap.counts.fetched += 1
         if isinstance(parsed, Rejected):
             snap.batch.rejected.append(parsed)
-            if parsed.provider_id is not None and str(parsed.provider_id).isdecimal():
-                snap.kept.add(int(parsed.provider_id))
+            if parsed.id is not None:  # the provider still has this customer: its stored row stays
+                snap.kept.add(parsed.id)
             return
         if parsed.id in snap.seen:
             snap.counts.duplicates += 1
