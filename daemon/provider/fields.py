@@ -170,7 +170,12 @@ def _integer(field: FieldPolicy, value: object, *, low: int, high: int) -> int |
 
 
 def _digits(field: FieldPolicy, value: object) -> str | None:
-    """Digits grouped by single dashes or spaces (or a non-negative JSON integer) → the digits."""
+    """Digits grouped by single dashes or spaces (or a non-negative JSON integer), kept as sent.
+
+    The provider's grouping is kept: the admin sees the value exactly as the
+    provider sent it, and the display mask keeps its format and length. Last 4
+    and the blind index look at the digits only.
+    """
     if isinstance(value, int) and not isinstance(value, bool) and value < 0:
         raise Invalid(INVALID_DIGITS)
     if isinstance(value, float):  # a float cannot carry an exact card or account number
@@ -180,7 +185,7 @@ def _digits(field: FieldPolicy, value: object) -> str | None:
         return None
     if not _GROUPED_DIGITS.fullmatch(text):
         raise Invalid(INVALID_DIGITS)
-    return text.replace("-", "").replace(" ", "")
+    return text
 
 
 # --- one function per Kind --------------------------------------------------------------
@@ -273,23 +278,28 @@ def _longitude(field: FieldPolicy, value: object, _anomalies: list[str]) -> str 
 
 
 def _card(field: FieldPolicy, value: object, anomalies: list[str]) -> str | None:
-    digits = _digits(field, value)
-    if digits is None:
+    text = _digits(field, value)
+    if text is None:
         return None
+    digits = _only_digits(text)
     if len(digits) < CARD_MIN_DIGITS:
         raise Invalid(TOO_SHORT)
     if len(digits) not in CARD_USUAL_DIGITS:
         anomalies.append(ANOMALY_CARD_LENGTH)
     if not luhn_ok(digits):
         anomalies.append(ANOMALY_LUHN)
-    return digits
+    return text
 
 
 def _account(field: FieldPolicy, value: object, _anomalies: list[str]) -> str | None:
-    digits = _digits(field, value)
-    if digits is not None and len(digits) < ACCOUNT_MIN_DIGITS:
+    text = _digits(field, value)
+    if text is not None and len(_only_digits(text)) < ACCOUNT_MIN_DIGITS:
         raise Invalid(TOO_SHORT)
-    return digits
+    return text
+
+
+def _only_digits(text: str) -> str:
+    return text.replace("-", "").replace(" ", "")
 
 
 def _never(_field: FieldPolicy, _value: object, _anomalies: list[str]) -> None:

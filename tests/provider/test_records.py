@@ -60,7 +60,7 @@ def test_provider_record_is_normalized() -> None:
         "fec_alta": datetime(2021, 7, 31, 0, 11, 6, 741000, tzinfo=UTC),
         "user_name": "Jacinto_Cruickshank",
         "codigo_zip": "02567",
-        "credit_card_num": "4111111111111111",
+        "credit_card_num": "4111-1111-1111-1111",
         "cuenta_numero": "01553296",
         "direccion": "Kuhn Squares 41862",
         "geo_latitud": "-79.6474",
@@ -115,7 +115,7 @@ def test_liberal_input_is_accepted_and_normalized() -> None:
     assert values["cantidad_compras_realizadas"] == 7
     assert values["auto_modelo"] == "911" and values["codigo_zip"] == "2567"
     assert values["geo_latitud"] == "-12.5" and values["geo_longitud"] == "100.250"
-    assert values["credit_card_num"] == "4111111111111111" and values["cuenta_numero"] == "12345678"
+    assert values["credit_card_num"] == "4111 1111 1111 1111" and values["cuenta_numero"] == "12345678"  # grouping kept
     assert values["user_name"] == "Ana" and values["direccion"] is None and values["color_favorito"] is None
     assert values["ip"] == "10.0.0.1"
     assert parsed(id=5).id == 5 and parsed(id=5.0).id == 5
@@ -300,11 +300,13 @@ def test_rejected_carries_the_normalized_id_only_when_valid() -> None:
     assert rejected(id=None).id is None
 
 
-def test_canonical_is_stable_and_ignores_cvv_and_formatting() -> None:
+def test_canonical_is_stable_and_ignores_cvv_and_spacing() -> None:
     """Equivalent records give the same canonical bytes; a real change gives different bytes."""
     base = parsed().canonical()
     assert parsed(credit_card_ccv="000", extra="y").canonical() == base
-    assert parsed(credit_card_num="4111 1111 1111 1111", user_name=" Jacinto_Cruickshank ").canonical() == base
+    assert parsed(credit_card_num=" 4111-1111-1111-1111 ", user_name=" Jacinto_Cruickshank ").canonical() == base
+    # The card's grouping is stored as sent (the admin sees it, the mask keeps it): regrouping is a change.
+    assert parsed(credit_card_num="4111 1111 1111 1111").canonical() != base
     assert parsed(fec_alta="2021-07-31T02:11:06.741+02:00").canonical() == base
     assert parsed(auto_color="red").canonical() != base
     assert json.loads(base)["fec_alta"] == "2021-07-31T00:11:06.741Z"
