@@ -147,7 +147,7 @@ class ProgressLine:
     def __init__(self, stream: TextIO, *, min_interval_s: float = 0.1) -> None:
         self._stream = stream
         self._min_interval_s = min_interval_s
-        self._last = 0.0
+        self._last = float("-inf")  # the first call always draws
         self._drawn = False
 
     def __call__(self, counts: RunCounts, elapsed_s: float, *, force: bool = False) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pty
 import signal
 import subprocess
 import sys
@@ -197,3 +198,36 @@ def test_sync_help_and_once_required() -> None:
     text = helped.output.decode()
     assert "usage: customers-mngr sync" in text and "4 partial" in text
     assert DaemonProcess(["sync"], {}).wait(30) == 2
+
+
+def test_progress_line_on_a_terminal(mysql: MysqlServer, fresh_db: Callable[[], str], tmp_path: Path) -> None:
+    """With stderr on a terminal, a self-rewriting progress line (pages, records, rate); stdout stays one line."""
+    database = fresh_db()
+    env = _env(mysql, database, tmp_path, SIMULATOR_RECORDS="300", PROVIDER_PAGE_SIZE="10", LOG_LEVEL="warning")
+    base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR")}
+    master, slave = pty.openpty()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "daemon", "sync", "--once"],
+            cwd=ROOT,
+            env={**base, **env},
+            stdout=subprocess.PIPE,
+            stderr=slave,
+        )
+        os.close(slave)
+        terminal = b""
+        while True:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # the process closed the terminal (EIO)
+                break
+            if not chunk:
+                break
+            terminal += chunk
+        out, _ = proc.communicate(timeout=60)
+    finally:
+        os.close(master)
+    assert proc.returncode == 0
+    assert len(out.decode().splitlines()) == 1 and json.loads(out)["inserted"] == 300
+    text = terminal.decode()
+    assert "\r\x1b[Ksync  pages " in text and "records 300" in text and "rec/s" in text
