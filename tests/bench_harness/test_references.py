@@ -58,7 +58,7 @@ async def test_limit_rows_fit_the_daemon_schema(db: Database) -> None:
             (ids[0],),
         )
         assert stored is not None
-        assert keyring.decrypt(stored[0], column="credit_card_num_enc", record_id=ids[0]) == "4111-1111-1111-1111"  # as the provider sent it
+        assert keyring.decrypt(stored[0], column="credit_card_num_enc", record_id=ids[0]) == "4111-1111-1111-1111"
         assert stored[1] == "***************1111"  # the provider's format and length
         assert stored[2] == "3296"
         assert stored[3].isoformat() == "2021-07-31T00:11:06.741000"
