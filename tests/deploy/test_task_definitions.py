@@ -118,6 +118,8 @@ def test_command_is_a_valid_invocation_of_the_binary(family: str) -> None:
     args = build_parser().parse_args(container(family)["command"])
     assert args.command == "run"
     assert args.mode == MODES[family]
+    # MODE too, so the image's own HEALTHCHECK (and `healthcheck` without --url) probes the right port.
+    assert env_of(container(family))["MODE"] == MODES[family]
 
 
 @pytest.mark.parametrize("family", FAMILIES)
