@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+from daemon.api.audit import id_ranges
 from daemon.config.process import LogSettings
 from daemon.observability.logs import configure_logging
 from tests.api.conftest import Api, Logs
@@ -28,10 +29,10 @@ async def test_audit_event_has_who_what_when_outcome_and_revealed_classes(api: A
     assert analyst["token_name"] == "analyst-client" and analyst["role"] == "analyst"
     assert analyst["endpoint"] == "/clientes" and analyst["method"] == "GET"
     assert analyst["outcome"] == "allowed" and analyst["status"] == 200
-    assert analyst["records"] == 3 and analyst["record_ids"] == [1, 2, 3]
+    assert analyst["records"] == 3 and analyst["record_ids"] == "1-3"
     assert analyst["revealed"] == ["pci:mask"] and analyst["request_id"] == "req-1"
-    assert analyst["client"] == "127.0.0.1" and analyst["time"].endswith("Z")
-    assert admin["endpoint"] == "/clientes/{id}" and admin["record_ids"] == [2]
+    assert analyst["client"] == "127.0.0.1" and analyst["timestamp"].endswith("Z")
+    assert admin["endpoint"] == "/clientes/{id}" and admin["record_ids"] == "2"
     assert admin["revealed"] == ["financial", "pci:full", "pii"]
     assert admin["forwarded_for"] == "203.0.113.7"
     assert viewer_all["records"] == 250 and "record_ids" not in viewer_all, "ids only when at most 100"
@@ -41,6 +42,13 @@ async def test_audit_event_has_who_what_when_outcome_and_revealed_classes(api: A
     assert all(e["level"] == "info" and e["logger"] == "audit" for e in events)
     counted = api.metrics.api_audit_events.labels(role="admin", revealed="pci:full")._value.get()
     assert counted == 1
+
+
+def test_id_ranges_are_compact_and_exact() -> None:
+    """Record ids are written as ranges that expand back to exactly the ids returned."""
+    assert id_ranges([]) == ""
+    assert id_ranges([7]) == "7"
+    assert id_ranges([1, 2, 3, 5, 7, 8, 100]) == "1-3,5,7-8,100"
 
 
 async def test_audit_is_never_filtered_by_log_level(api: Api) -> None:
