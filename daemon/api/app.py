@@ -51,7 +51,7 @@ class ApiOptions:
     """Tuning with sensible defaults (tests shorten the version TTL)."""
 
     version_ttl_s: float = 0.5  # a sync's write is served at most this late
-    cache_max_entries: int = 4096
+    cache_max_entries: int = 100_000  # the byte bound is what usually binds
     cache_max_bytes: int = 64 * 1024 * 1024
 
 

@@ -43,6 +43,7 @@ class Decryptor(Protocol):
 
 Renderer = Callable[[Any], Any]
 
+_TABLE: Final = CUSTOMERS_TABLE
 _VERSION: Final = "(SELECT version FROM data_version WHERE name = 'customers')"
 SYNC_RUN_COLUMNS: Final = (
     "id",
@@ -75,15 +76,13 @@ def _iso_us(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(timespec="microseconds") + "Z"
 
 
-def _int(value: Any) -> int | None:
-    return None if value is None else int(value)
+def _iso_ms_value(value: datetime) -> str:
+    return value.isoformat(timespec="milliseconds") + "Z"
 
 
-def _text(value: Any) -> str | None:
-    return None if value is None else str(value)
-
-
-_CLEAR_RENDER: Final[Mapping[Kind, Renderer]] = {Kind.ID: _int, Kind.COUNT: _int, Kind.TIMESTAMP: iso_ms}
+# How a clear column's non-null value becomes JSON; a kind not listed is passed through as stored
+# (VARCHAR columns arrive as str, INT columns as int).
+_CLEAR_RENDER: Final[Mapping[Kind, Renderer]] = {Kind.TIMESTAMP: _iso_ms_value}
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +90,7 @@ class OutputField:
     name: str
     column: str
     view: View
-    render: Renderer
+    render: Renderer | None  # None: the stored value as is
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,10 +99,14 @@ class Projection:
 
     role: Role
     fields: tuple[OutputField, ...]
+    # Per field: (name, ciphertext column to decrypt or None, renderer or None); the hot loop.
+    plan: tuple[tuple[str, str | None, Renderer | None], ...]
 
     @classmethod
     def for_role(cls, role: Role) -> Projection:
-        return cls(role, tuple(_output(f, view) for f, view in visible_fields(role)))
+        fields = tuple(_output(f, view) for f, view in visible_fields(role))
+        plan = tuple((f.name, f.column if f.view is View.DECRYPT else None, f.render) for f in fields)
+        return cls(role, fields, plan)
 
     @property
     def decrypts(self) -> bool:
@@ -133,28 +136,29 @@ class Projection:
         return f"SELECT {columns} FROM {CUSTOMERS_TABLE} WHERE {where}"  # noqa: S608 - as above
 
     def render(self, row: Row, decryptor: Decryptor | None, *, include_deleted: bool) -> dict[str, Any]:
-        record_id = int(row[0])
+        record_id = row[0]
         out: dict[str, Any] = {}
-        for index, f in enumerate(self.fields):
+        for index, (name, ciphertext_column, convert) in enumerate(self.plan):
             value = row[index]
-            if f.view is View.DECRYPT and value is not None:
-                if decryptor is None:  # a programming error: decrypting projections get a keyring
-                    raise RuntimeError("a decrypting projection was rendered without a decryptor")
-                value = decryptor.decrypt(bytes(value), column=f.column, record_id=record_id, table=CUSTOMERS_TABLE)
-            else:
-                value = f.render(value)
-            out[f.name] = value
+            if value is not None:
+                if ciphertext_column is not None:
+                    if decryptor is None:  # a programming error: decrypting projections get a keyring
+                        raise RuntimeError("a decrypting projection was rendered without a decryptor")
+                    value = decryptor.decrypt(value, column=ciphertext_column, record_id=record_id, table=_TABLE)
+                elif convert is not None:
+                    value = convert(value)
+            out[name] = value
         if include_deleted:
-            out["deleted_at"] = _iso_us(row[len(self.fields)])
+            out["deleted_at"] = _iso_us(row[len(self.plan)])
         return out
 
 
 def _output(f: FieldPolicy, view: View) -> OutputField:
     if view is View.CLEAR:
-        return OutputField(f.name, f.name, view, _CLEAR_RENDER.get(f.kind, _text))
+        return OutputField(f.name, f.name, view, _CLEAR_RENDER.get(f.kind))
     if view is View.MASK:
-        return OutputField(f.name, f"{f.name}_mask", view, _text)
-    return OutputField(f.name, f.enc_column, view, _text)
+        return OutputField(f.name, f"{f.name}_mask", view, None)
+    return OutputField(f.name, f.enc_column, view, None)
 
 
 PROJECTIONS: Final[Mapping[Role, Projection]] = MappingProxyType({r: Projection.for_role(r) for r in ROLES})

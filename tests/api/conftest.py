@@ -22,7 +22,8 @@ from daemon.db.database import Database
 from daemon.db.migrate import migrate
 from daemon.observability.logs import configure_logging
 from daemon.observability.metrics import Metrics
-from tests.api.support import TOKENS, api_tokens_env, make_customers, store_customers
+from daemon.provider.simulator import Simulator
+from tests.api.support import TOKENS, Feed, api_tokens_env
 
 SEEDED = 250  # three pages of 100
 
@@ -71,11 +72,23 @@ async def api_db(
 
 
 @pytest.fixture
-async def customers(api_db: Database, keyring: Keyring) -> list[dict[str, Any]]:
-    """SEEDED provider records, stored as the syncer stores them."""
-    records = make_customers(SEEDED)
-    await store_customers(api_db, keyring, records)
-    return records
+def feed(api_db: Database, keyring: Keyring, make_settings: Callable[..., Settings]) -> Feed:
+    """The real syncer, loading from a simulator into this test's database."""
+    return Feed(api_db, keyring, make_settings)
+
+
+@pytest.fixture
+async def provider(feed: Feed) -> Simulator:
+    """A provider simulator of SEEDED customers, already synced once by the real syncer."""
+    sim = Simulator(records=SEEDED, seed=11)
+    await feed.sync(sim)
+    return sim
+
+
+@pytest.fixture
+def customers(provider: Simulator) -> list[dict[str, Any]]:
+    """The SEEDED records as the provider sent them (CVV included), by id."""
+    return provider.truth()
 
 
 @dataclass

@@ -9,7 +9,8 @@ from daemon.api.app import CUSTOMERS_API, ApiOptions
 from daemon.api.cache import CachedPage, PageCache, SingleFlight
 from daemon.api.handlers import CustomersApi
 from tests.api.conftest import Api, Logs, MakeApi
-from tests.api.support import bump_version
+from daemon.provider.simulator import Simulator
+from tests.api.support import Feed, bump_version
 
 
 def _api_of(api: Api) -> CustomersApi:
@@ -89,15 +90,31 @@ async def test_cached_pages_are_served_without_touching_the_db(make_api: MakeApi
 async def test_a_new_data_version_invalidates_the_cache(api: Api) -> None:
     """A write without a version bump is not seen (served from memory); the bump makes it visible."""
     first = await api.get("/clientes/1", "viewer")
+    name = (await first.json())["user_name"]
     await api.db.execute("UPDATE customers SET user_name = 'renamed' WHERE id = 1")
     unchanged = await api.get("/clientes/1", "viewer")
-    assert (await unchanged.json())["user_name"] == "user_1"
+    assert (await unchanged.json())["user_name"] == name
     assert unchanged.headers["ETag"] == first.headers["ETag"]
     await bump_version(api.db)
     changed = await api.get("/clientes/1", "viewer", **{"If-None-Match": first.headers["ETag"]})
     assert changed.status == 200
     assert (await changed.json())["user_name"] == "renamed"
     assert changed.headers["ETag"] != first.headers["ETag"]
+
+
+async def test_a_sync_that_changes_records_is_served_at_once(api: Api, provider: Simulator, feed: Feed) -> None:
+    """The real syncer's write bumps the version: changed records show up; If-None-Match no longer matches."""
+    before = await api.get("/clientes?limit=5", "analyst")
+    provider.change([3])
+    assert (await feed.sync(provider)).counts.updated == 1
+    after = await api.get("/clientes?limit=5", "analyst", **{"If-None-Match": before.headers["ETag"]})
+    assert after.status == 200 and after.headers["ETag"] != before.headers["ETag"]
+    expected = {int(c["id"]): c for c in provider.truth()}
+    assert [c["direccion"] for c in await after.json()] == [expected[i]["direccion"] for i in range(1, 6)]
+    unchanged = await feed.sync(provider)
+    assert unchanged.counts.updated == 0
+    again = await api.get("/clientes?limit=5", "analyst", **{"If-None-Match": after.headers["ETag"]})
+    assert again.status == 304, "a run that changed nothing leaves pages valid"
 
 
 async def test_version_ttl_bounds_staleness(make_api: MakeApi, customers: object) -> None:

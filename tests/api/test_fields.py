@@ -6,8 +6,9 @@ from typing import Any
 
 from daemon.api.queries import iso_ms
 from daemon.policy import View, visible_fields
+from daemon.provider.simulator import Simulator
 from tests.api.conftest import SEEDED, Api
-from tests.api.support import soft_delete
+from tests.api.support import Feed
 
 VIEWER_FIELDS = ["id", "user_name", "direccion", "avatar"]
 
@@ -44,7 +45,7 @@ async def test_analyst_sees_the_stored_mask_ending_with_the_real_last_four(
 
 
 async def test_admin_sees_every_stored_field_decrypted(api: Api, customers: list[dict[str, Any]]) -> None:
-    """Admin values equal the provider's: card and account decrypted, dates normalised, no CVV."""
+    """Admin values equal the provider's (card as its digits, as stored), decrypted; no CVV."""
     body = await api.json("/clientes?limit=1000", "admin")
     assert len(body) == SEEDED
     expected_fields = [f.name for f, _ in visible_fields("admin")]
@@ -56,6 +57,8 @@ async def test_admin_sees_every_stored_field_decrypted(api: Api, customers: list
         for name in expected_fields:
             if name == "id":
                 assert item[name] == int(provider[name])
+            elif name == "credit_card_num":
+                assert item[name] == _digits(provider[name]) and len(item[name]) >= 12
             else:
                 assert item[name] == provider[name], name
 
@@ -89,9 +92,10 @@ async def test_policy_drives_the_projection() -> None:
     assert iso_ms(None) is None
 
 
-async def test_soft_deleted_hidden_unless_admin_asks(api: Api) -> None:
-    """Soft-deleted customers vanish from pages and items; an admin sees them with include_deleted=true."""
-    await soft_delete(api.db, [2, 5])
+async def test_soft_deleted_hidden_unless_admin_asks(api: Api, provider: Simulator, feed: Feed) -> None:
+    """Customers the provider dropped (soft-deleted by the syncer) vanish; an admin sees them on request."""
+    provider.remove([2, 5])
+    assert (await feed.sync(provider)).counts.deleted == 2
     for role in ("viewer", "analyst", "admin"):
         ids = [c["id"] for c in await api.json("/clientes?limit=10", role)]
         assert 2 not in ids and 5 not in ids and len(ids) == 10
@@ -112,10 +116,10 @@ async def test_card_number_search_is_admin_only_and_exact(api: Api, customers: l
     """An admin finds a customer by card number (any grouping) through the blind index; others get 403."""
     target = customers[41]
     digits = _digits(target["credit_card_num"])
-    for spelled in (digits, "-".join(digits[i : i + 4] for i in range(0, 16, 4))):
+    for spelled in (digits, target["credit_card_num"], " ".join(digits[i : i + 4] for i in range(0, len(digits), 4))):
         found = await api.json(f"/clientes?card_number={spelled}", "admin")
-        assert [c["id"] for c in found] == [42]
-        assert found[0]["credit_card_num"] == target["credit_card_num"]
+        assert [c["id"] for c in found] == [int(target["id"])]
+        assert found[0]["credit_card_num"] == digits
     assert await api.json("/clientes?card_number=4000000000000002", "admin") == []
     for role in ("viewer", "analyst"):
         response = await api.get(f"/clientes?card_number={digits}", role)

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from daemon.api.cursor import Cursor, CursorCodec, InvalidCursor
+from daemon.provider.simulator import Simulator
 from tests.api.conftest import SEEDED, Api
-from tests.api.support import make_customers, store_customers
+from tests.api.support import Feed
 
 _LINK = re.compile(r'^<(/clientes\?[^>]+)>; rel="next"$')
 
@@ -53,19 +54,16 @@ async def test_exact_multiple_of_the_limit_ends_without_an_empty_page(api: Api) 
     assert ids == list(range(1, SEEDED + 1)) and len(links) == 4
 
 
-async def test_walk_while_rows_are_inserted_has_no_duplicate_or_gap(api: Api) -> None:
-    """Rows inserted during a walk (each write bumping the data version) never make it skip or repeat one."""
+async def test_walk_while_rows_are_inserted_has_no_duplicate_or_gap(api: Api, provider: Simulator, feed: Feed) -> None:
+    """New customers synced during a walk (each run bumping the data version) never make it skip or repeat one."""
     stop = asyncio.Event()
     inserted: list[int] = []
 
     async def writer() -> None:
-        next_id = 100_000
         while not stop.is_set():
-            batch = make_customers(3, start_id=next_id)
-            await store_customers(api.db, api.keyring, batch)
-            inserted.extend(range(next_id, next_id + 3))
-            next_id += 3
-            await asyncio.sleep(0.005)
+            added = provider.add(3)
+            await feed.sync(provider)
+            inserted.extend(added)
 
     task = asyncio.create_task(writer())
     try:
@@ -172,10 +170,12 @@ async def test_filters_travel_in_the_cursor_not_the_link(api: Api, customers: li
     assert (await api.get(next_url, "viewer")).status == 403
 
 
-async def test_card_search_link_never_carries_the_card_number(api: Api, customers: list[dict[str, Any]]) -> None:
+async def test_card_search_link_never_carries_the_card_number(
+    api: Api, customers: list[dict[str, Any]], feed: Feed
+) -> None:
     """Paging a card search keeps the filter inside the sealed cursor, never in the URL."""
-    twin = dict(customers[0], id="5000")
-    await store_customers(api.db, api.keyring, [twin])
+    twin = dict(customers[0], id="5000", user_name="twin")
+    await feed.sync(Simulator(from_records=[*customers, twin]))
     digits = "".join(c for c in customers[0]["credit_card_num"] if c.isdigit())
     response = await api.get(f"/clientes?limit=1&card_number={digits}", "admin")
     assert [c["id"] for c in await response.json()] == [1]

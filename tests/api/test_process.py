@@ -7,15 +7,18 @@ import base64
 import json
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import asyncmy
 import pytest
 
+from daemon.config import Settings
 from daemon.crypto.keyring import Keyring
 from daemon.db.database import Database
-from tests.api.support import TOKENS, api_tokens_env, make_customers, store_customers
+from daemon.provider.simulator import Simulator
+from tests.api.support import TOKENS, Feed, api_tokens_env
 from tests.conftest import base_env
 from tests.support.daemon_proc import DaemonProcess, free_port, http_get, wait_http
 from tests.support.mysql import MysqlServer
@@ -27,8 +30,9 @@ INDEX = os.urandom(32)
 
 
 @pytest.fixture
-def env_keyring() -> Keyring:
-    return Keyring({"e1": KEY}, active_key_id="e1", index_key=INDEX)
+def env_feed(api_db: Database, make_settings: Callable[..., Settings]) -> Feed:
+    """The real syncer writing with the keys the daemon under test is configured with."""
+    return Feed(api_db, Keyring({"e1": KEY}, active_key_id="e1", index_key=INDEX), make_settings)
 
 
 def _env(mysql: MysqlServer, database: str, port: int, tmp_path: Path) -> dict[str, str]:
@@ -44,11 +48,12 @@ def _env(mysql: MysqlServer, database: str, port: int, tmp_path: Path) -> dict[s
 
 
 async def test_api_mode_serves_roles_and_stops_cleanly(
-    mysql: MysqlServer, api_db: Database, env_keyring: Keyring, tmp_path: Path
+    mysql: MysqlServer, api_db: Database, env_feed: Feed, tmp_path: Path
 ) -> None:
-    """`run --mode api` answers /clientes per role from data the keyring wrote, and exits 0 on SIGTERM."""
-    records = make_customers(30)
-    await store_customers(api_db, env_keyring, records)
+    """`run --mode api` answers /clientes per role from data the syncer wrote, and exits 0 on SIGTERM."""
+    sim = Simulator(records=30, seed=4)
+    await env_feed.sync(sim)
+    records = sim.truth()
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with DaemonProcess(["run", "--mode", "api"], _env(mysql, api_db.name, port, tmp_path)) as daemon:
@@ -56,7 +61,8 @@ async def test_api_mode_serves_roles_and_stops_cleanly(
         status, body = http_get(f"{base}/clientes?limit=5", headers={"Authorization": f"Bearer {TOKENS['admin']}"})
         assert status == 200
         admin: list[dict[str, Any]] = json.loads(body)
-        assert admin[0]["credit_card_num"] == records[0]["credit_card_num"]
+        assert admin[0]["credit_card_num"] == "".join(c for c in str(records[0]["credit_card_num"]) if c.isdigit())
+        assert admin[0]["cuenta_numero"] == records[0]["cuenta_numero"]
         status, body = http_get(f"{base}/clientes/1", headers={"Authorization": TOKENS["viewer"]})
         assert status == 200 and set(json.loads(body)) == {"id", "user_name", "direccion", "avatar"}
         assert http_get(f"{base}/clientes")[0] == 401
@@ -67,10 +73,10 @@ async def test_api_mode_serves_roles_and_stops_cleanly(
 
 
 async def test_sigterm_drains_an_in_flight_request(
-    mysql: MysqlServer, api_db: Database, env_keyring: Keyring, tmp_path: Path
+    mysql: MysqlServer, api_db: Database, env_feed: Feed, tmp_path: Path
 ) -> None:
     """A request still waiting on the DB when SIGTERM arrives is answered (200) before the process exits 0."""
-    await store_customers(api_db, env_keyring, make_customers(5))
+    await env_feed.sync(Simulator(records=5, seed=4))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with DaemonProcess(["run", "--mode", "api"], _env(mysql, api_db.name, port, tmp_path)) as daemon:
