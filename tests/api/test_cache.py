@@ -8,8 +8,8 @@ from typing import Any
 from daemon.api.app import CUSTOMERS_API, ApiOptions
 from daemon.api.cache import CachedPage, PageCache, SingleFlight
 from daemon.api.handlers import CustomersApi
-from tests.api.conftest import Api, Logs, MakeApi
 from daemon.provider.simulator import Simulator
+from tests.api.conftest import Api, Logs, MakeApi
 from tests.api.support import Feed, bump_version
 
 
