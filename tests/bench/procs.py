@@ -69,6 +69,7 @@ class Measured:
     wall_s: float
     cpu_s: float
     maxrss_mb: float
+    runq_s: float | None = None  # time runnable but waiting for a CPU (/proc/PID/schedstat), None if unknown
 
     def last_json(self) -> dict[str, object]:
         """The last stdout line that parses as a JSON object (a summary line)."""
@@ -90,10 +91,12 @@ def run_measured(
         started = time.perf_counter()
         proc = subprocess.Popen([*wrap, *cmd], cwd=cwd, env=dict(env), stdout=out, stderr=err)
         deadline = started + timeout_s
+        runq: float | None = None
         while True:
             pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
             if pid:
                 break
+            runq = _runq_wait(proc.pid) or runq  # the last reading before the exit is the total, within a poll
             if time.perf_counter() > deadline:
                 proc.kill()
                 pid, status, usage = os.wait4(proc.pid, 0)
@@ -110,6 +113,7 @@ def run_measured(
             wall_s=wall,
             cpu_s=usage.ru_utime + usage.ru_stime,
             maxrss_mb=usage.ru_maxrss / 1024,  # KiB on Linux
+            runq_s=runq,
         )
 
 
@@ -168,6 +172,14 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _runq_wait(pid: int) -> float | None:
+    """Seconds a live process has spent runnable but waiting for a CPU (scheduler statistics)."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def _proc_cpu(pid: int) -> float | None:

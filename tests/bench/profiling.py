@@ -8,15 +8,16 @@ the unchanged re-sync — against the bench provider. For each it saves, under
 `--out-dir`:
   profile-<phase>.html    the interactive call tree (open in a browser)
   profile-<phase>.txt     the same as text
-  profile-<phase>.pstats  for pstats / snakeviz
-and prints the call tree plus the functions with the most own time.
+  profile-<phase>.flat.txt  functions by own time
+  profile-<phase>.pstats  for pstats / snakeviz (pyinstrument's samples: no call counts)
+and prints the call tree plus the functions with the most own time. Wall-clock
+samples: on a busy machine, time spent waiting for a CPU is spread over the
+frames that were running, so read proportions rather than seconds.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
-import pstats
 import subprocess
 import sys
 from pathlib import Path
@@ -42,19 +43,21 @@ def _profile(ctx: Context, database: str, phase: str, out_dir: Path) -> str:
     if out.returncode not in (0, 4):
         raise RuntimeError(f"sync --once under the profiler exited {out.returncode}: {out.stderr[-800:]}")
     summary = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "(no summary)"
-    for renderer, suffix in (("html", "html"), ("text", "txt"), ("pstats", "pstats")):
-        target = str(session.with_suffix("." + suffix))
+    renders = (("html", ".html", ()), ("text", ".txt", ()), ("text", ".flat.txt", ("-p", "flat=true")))
+    for renderer, suffix, options in (*renders, ("pstats", ".pstats", ())):
+        target = str(session.with_suffix(suffix))
         subprocess.run(
-            [*python(), "-m", "pyinstrument", "--load", str(session), "-r", renderer, "-o", target],
+            [*python(), "-m", "pyinstrument", "--load", str(session), "-r", renderer, *options, "-o", target],
             cwd=ROOT,
             env=base_env(),
             check=True,
             timeout=300,
         )
-    stats = io.StringIO()
-    pstats.Stats(str(session.with_suffix(".pstats")), stream=stats).sort_stats("tottime").print_stats(_TOP)
-    text = session.with_suffix(".txt").read_text()
-    return f"== {phase}: {summary}\n{text}\n-- top {_TOP} functions by own time --\n{stats.getvalue()}"
+    tree = session.with_suffix(".txt").read_text()
+    flat = session.with_suffix(".flat.txt").read_text().strip().splitlines()
+    top = "\n".join(line for line in flat if line[:1].isdigit())
+    top = "\n".join(top.splitlines()[:_TOP])
+    return f"== {phase}: {summary}\n{tree}\n-- the {_TOP} functions with the most own time (seconds) --\n{top}\n"
 
 
 def main(argv: list[str] | None = None) -> int:

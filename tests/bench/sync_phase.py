@@ -32,6 +32,7 @@ class SyncRun:
     cpu_s: float
     maxrss_mb: float
     db_cpu_s: float | None
+    runq_s: float | None
     summary: dict[str, object]
 
     @property
@@ -41,7 +42,8 @@ class SyncRun:
     def shares(self) -> dict[str, float | None]:
         """CPU of the sync process and of the DB server, as a share of one core over the process's life."""
         db = None if self.db_cpu_s is None else round(self.db_cpu_s / self.wall_s, 3)
-        return {"sync_cpu_share": round(self.cpu_s / self.wall_s, 3), "db_cpu_share": db}
+        runq = None if self.runq_s is None else round(self.runq_s / self.wall_s, 3)
+        return {"sync_cpu_share": round(self.cpu_s / self.wall_s, 3), "db_cpu_share": db, "runq_share": runq}
 
 
 def sync_unavailable() -> str | None:
@@ -72,7 +74,16 @@ def daemon_sync(ctx: Context, database: str, dataset: str, **env: str) -> SyncRu
     fetched = summary.get("fetched")
     duration = summary.get("duration_s")
     assert isinstance(fetched, int) and isinstance(duration, int | float)
-    return SyncRun(fetched, float(duration), measured.wall_s, measured.cpu_s, measured.maxrss_mb, db_cpu[0], summary)
+    return SyncRun(
+        fetched,
+        float(duration),
+        measured.wall_s,
+        measured.cpu_s,
+        measured.maxrss_mb,
+        db_cpu[0],
+        measured.runq_s,
+        summary,
+    )
 
 
 def _predecessor(ctx: Context, database: str) -> tuple[float, dict[str, object]]:
@@ -194,30 +205,38 @@ def _peak_rss(ctx: Context, first_runs: list[SyncRun]) -> None:
 
 
 def _limits_section(ctx: Context, runs: list[SyncRun]) -> None:
-    """What limits the first load: this process's CPU or the DB's (shares of one core, medians)."""
-    sync_share = median([r.cpu_s / r.wall_s for r in runs])
-    db_shares = [r.db_cpu_s / r.wall_s for r in runs if r.db_cpu_s is not None]
-    cpu_per_record = median([r.cpu_s / r.records * 1e6 for r in runs])
-    db_text = f"{median(db_shares):.0%}" if db_shares else "not visible from here"
-    verdict = (
-        "the sync process's own CPU (one Python thread) is the limit"
-        if sync_share >= 0.8
-        else "the sync process waits on I/O (the DB or the provider) more than it computes"
-    )
+    """What limits the first load: where the sync process's wall time went, and the DB server's CPU."""
+    cpu = median([r.cpu_s / r.wall_s for r in runs])
+    runq_runs = [r.runq_s / r.wall_s for r in runs if r.runq_s is not None]
+    runq = median(runq_runs) if runq_runs else None
+    waiting = max(0.0, 1.0 - cpu - (runq or 0.0))
+    cpu_us = median([r.cpu_s / r.records * 1e6 for r in runs])
+    db_us_runs = [r.db_cpu_s / r.records * 1e6 for r in runs if r.db_cpu_s is not None]
+    db_us = f"{median(db_us_runs):.0f} µs" if db_us_runs else "an unknown amount (server not visible from here)"
+    if cpu >= 0.8:
+        verdict = "the sync process's own CPU (one Python thread) is the limit"
+    elif runq is not None and runq >= 0.25:
+        verdict = "the machine is oversubscribed: the sync process waited for a CPU more than a quarter of the time"
+    else:
+        verdict = "the sync process mostly waits on I/O (its DB round trips and provider pages are not overlapped)"
+    runq_text = "unknown" if runq is None else f"{runq:.0%}"
     body = (
-        f"During the first load of {ctx.sizes.records:,} records the sync process used {sync_share:.0%} of one "
-        f"core over its life ({cpu_per_record:.0f} µs of CPU per record, start-up included) and the DB server "
-        f"{db_text}: {verdict}. The machine has {ctx.report.machine.cores} cores shared by the provider, the DB "
-        "and the syncer; the syncer is one asyncio thread, so it can use at most one of them."
+        f"First load of {ctx.sizes.records:,} records, medians over {len(runs)} runs. Wall time of the sync "
+        f"process: {cpu:.0%} on a CPU, {runq_text} runnable but waiting for one (other processes), "
+        f"{waiting:.0%} waiting on I/O. CPU per record: {cpu_us:.0f} µs in the sync process (start-up "
+        f"included), {db_us} in the DB server. Verdict: {verdict}. This machine has "
+        f"{ctx.report.machine.cores} cores shared by the provider, the DB and the syncer; the syncer is one "
+        "asyncio thread, so it can use at most one of them."
     )
+    ctx.report.details["sync_limits"] = {"cpu_share": cpu, "runq_share": runq, "io_share": waiting, "cpu_us": cpu_us}
     ctx.report.sections.append(("What limits the sync", body))
 
 
 def _scaling(ctx: Context) -> None:
     sizes = ctx.sizes
     rows = [
-        "| SYNC_BATCH_SIZE | PROVIDER_PAGE_SIZE | records/s (median) | sync process CPU | DB server CPU |",
-        "|---:|---:|---:|---:|---:|",
+        "| SYNC_BATCH_SIZE | PROVIDER_PAGE_SIZE | records/s (median) | sync on CPU | sync waiting for CPU | DB CPU |",
+        "|---:|---:|---:|---:|---:|---:|",
     ]
     for batch, page in sizes.scale_cells:
         runs: list[SyncRun] = []
@@ -233,10 +252,15 @@ def _scaling(ctx: Context) -> None:
         sync_share = median([r.cpu_s / r.wall_s for r in runs])
         db = [r.db_cpu_s / r.wall_s for r in runs if r.db_cpu_s is not None]
         db_text = f"{median(db):.0%}" if db else "—"
+        runq = [r.runq_s / r.wall_s for r in runs if r.runq_s is not None]
+        runq_text = f"{median(runq):.0%}" if runq else "—"
         page_text = "0 (one request)" if page == 0 else str(page)
-        rows.append(f"| {batch} | {page_text} | {rps:,.0f} | {sync_share:.0%} | {db_text} |")
+        rows.append(f"| {batch} | {page_text} | {rps:,.0f} | {sync_share:.0%} | {runq_text} | {db_text} |")
         ctx.detail("scaling", {"batch": batch, "page": page, "rps": [r.rps for r in runs]})
-    title = f"How the first load scales ({sizes.scale_records:,} records; CPU as a share of one core)"
+    title = (
+        f"How the first load scales ({sizes.scale_records:,} records; shares of the sync process's wall time, "
+        "DB CPU as a share of one core)"
+    )
     ctx.report.sections.append((title, "\n".join(rows)))
 
 
