@@ -22,6 +22,7 @@ from collections.abc import Callable
 from daemon.config.database import DbSettings
 from daemon.config.sync import SyncSettings
 from daemon.crypto.keyring import Keyring
+from daemon.crypto.usage import refresh_key_metrics
 from daemon.db.database import Database
 from daemon.errors import DaemonError
 from daemon.observability.logs import get_logger
@@ -96,6 +97,15 @@ class SyncerActor:
             await runner.run(epoch)
         except DaemonError as exc:  # the run's row itself could not be written: the DB is out
             self._failed_without_row(exc, doing="record the run")
+            return
+        await self._refresh_key_metrics()
+
+    async def _refresh_key_metrics(self) -> None:
+        """customers_mngr_encrypted_values{key_id} after each run (what a key rotation watches drain)."""
+        try:
+            await refresh_key_metrics(self._db, self._keyring, self._metrics)
+        except DaemonError as exc:
+            log.warning("key_metrics_not_refreshed", error=error_text(exc))
 
     def _failed_without_row(self, exc: DaemonError, *, doing: str) -> None:
         self._metrics.sync_runs.labels(status="failed").inc()
