@@ -50,10 +50,11 @@ def outcome_of(status: int) -> str:
 
 
 class Auditor:
-    __slots__ = ("_metrics",)
+    __slots__ = ("_log", "_metrics")
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
+        self._log = log.bind()  # concrete once (see the access log in middleware.py)
 
     def emit(
         self,
@@ -85,7 +86,7 @@ class Auditor:
             event["forwarded_for"] = forwarded_for
         if record.filters:
             event["filters"] = record.filters
-        log.info("api_access", **event)
+        self._log.info("api_access", **event)
         if record.role in ("viewer", "analyst", "admin"):
             for revealed_class in revealed or ["none"]:
                 self._metrics.api_audit_events.labels(role=record.role, revealed=revealed_class).inc()

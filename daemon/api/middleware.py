@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Collection
-from typing import Final
+from typing import Any, Final
 
 import structlog
 from aiohttp import web
@@ -59,6 +59,11 @@ def make_middleware(
     """`audited`: route names that emit audit events; `quiet`: routes logged at debug (probes)."""
     audited_names = frozenset(audited)
     quiet_names = frozenset(quiet)
+    # A concrete logger, built once: the lazy proxy re-creates one (with a stack walk) per call,
+    # a cost paid on every request here. Logging is configured before any app is built.
+    access = access_log.bind()
+    # Bounded: route templates (plus "unmatched") x a fixed set of methods x the statuses we send.
+    children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     @web.middleware
     async def core(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -93,9 +98,15 @@ def make_middleware(
                 status = response.status
                 duration = time.perf_counter() - started
                 method = request.method if request.method in _METHODS else "other"
-                metrics.api_requests.labels(route=template, method=method, status=str(status)).inc()
-                metrics.api_request_duration.labels(route=template).observe(duration)
-                log_line = access_log.debug if name in quiet_names else access_log.info
+                series = children.get((template, method, status))
+                if series is None:  # label look-ups lock and hash: resolve each combination once
+                    series = children[(template, method, status)] = (
+                        metrics.api_requests.labels(route=template, method=method, status=str(status)),
+                        metrics.api_request_duration.labels(route=template),
+                    )
+                series[0].inc()
+                series[1].observe(duration)
+                log_line = access.debug if name in quiet_names else access.info
                 log_line(
                     "http_request",
                     method=method,
@@ -132,7 +143,10 @@ async def _guarded(request: web.Request, handler: Handler, request_id: str, time
     except web.HTTPException as exc:
         return problem_response(_from_http_exception(exc), request_id=request_id)
     except (DatabaseUnavailable, DatabaseError) as exc:
-        log.warning("api_database_unavailable", error=str(exc))
+        # Unavailable is transient (warning); DatabaseError (rights, a schema this build does not
+        # expect) needs an operator (error). Both are 503: /ready says the same to the balancer.
+        level = log.warning if isinstance(exc, DatabaseUnavailable) else log.error
+        level("api_database_unavailable", error=str(exc), error_type=type(exc).__name__)
         unavailable = ApiProblem(
             "unavailable",
             "the database is unreachable or too slow; retry shortly",
