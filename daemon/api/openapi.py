@@ -16,6 +16,7 @@ from aiohttp import web
 
 from daemon import __version__
 from daemon.api.problems import PROBLEM_CONTENT_TYPE, PROBLEMS
+from daemon.api.queries import SYNC_RUN_COLUMNS
 from daemon.api.routes import API_ROUTES, RouteSpec
 from daemon.config.http import ROLES, Role
 from daemon.policy import FieldPolicy, Kind, View, revealed_classes, visible_fields
@@ -93,33 +94,21 @@ def _schemas() -> dict[str, Any]:
         },
         "required": ["type", "title", "status", "detail", "instance", "request_id"],
     }
+    special: dict[str, Any] = {
+        "id": {"type": "integer"},
+        "started_at": {"type": "string", "format": "date-time"},
+        "finished_at": {"type": ["string", "null"], "format": "date-time"},
+        "status": {"type": "string"},
+        "complete": {"type": "boolean"},
+        "leader_epoch": {"type": ["integer", "null"]},
+        "error": {"type": ["string", "null"], "description": "Why the run failed (value-free), else null."},
+    }
     schemas["SyncRun"] = {
         "type": "object",
-        "properties": {
-            "id": {"type": "integer"},
-            "started_at": {"type": "string", "format": "date-time"},
-            "finished_at": {"type": ["string", "null"], "format": "date-time"},
-            "status": {"type": "string"},
-            "complete": {"type": "boolean"},
-            "leader_epoch": {"type": ["integer", "null"]},
-            **{
-                name: {"type": "integer", "minimum": 0}
-                for name in (
-                    "pages",
-                    "fetched",
-                    "inserted",
-                    "updated",
-                    "unchanged",
-                    "rejected",
-                    "deleted",
-                    "restored",
-                    "duplicates",
-                    "unknown_fields",
-                )
-            },
-            "error": {"type": ["string", "null"]},
-        },
-        "required": ["id", "started_at", "status"],
+        "description": "One sync run; every other property is a record count of the run.",
+        "properties": {name: special.get(name, {"type": "integer", "minimum": 0}) for name in SYNC_RUN_COLUMNS},
+        "required": list(SYNC_RUN_COLUMNS),
+        "additionalProperties": False,
     }
     return schemas
 
