@@ -293,9 +293,11 @@ def _api_lines(snap: Snapshot, s: Scrape, *, has_api: bool) -> list[str]:
     average = f" · {total / (snap.now - started):.2f} req/s on average" if started and snap.now > started else ""
     text = f"since start: {_count(total)} requests{average} · 5xx {_count(errors)} ({ratio:.1%}) · 4xx {_count(client)}"
     lines.append(_row("" if lines else "api", text))
-    in_flight = _count(s.total(f"{_P}_api_requests_in_flight"))
+    in_flight = _count(max(0.0, s.total(f"{_P}_api_requests_in_flight") - 1))  # less our own scrape
     latency = _percentiles(s, f"{_P}_api_request_duration_seconds", (0.5, 0.95, 0.99), prefix="")
-    lines.append(_more(f"in flight {in_flight} · latency since start: {latency or 'no requests yet'}"))
+    lines.append(
+        _more(f"in flight {in_flight} (besides this scrape) · latency since start: {latency or 'no requests yet'}")
+    )
     auth = s.by(f"{_P}_api_auth_failures_total", "reason")
     lines.append(
         _more("auth failures: " + " · ".join(f"{r} {_count(auth.get(r, 0))}" for r in API_AUTH_FAILURE_REASONS))

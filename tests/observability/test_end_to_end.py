@@ -385,6 +385,7 @@ def test_status_prints_the_daemon_figures(running: Running) -> None:
     assert re.search(r"last success \d+s ago \(.*, from this process\)", out) and "STALE" not in out
     assert re.search(r"now: 0\.00 req/s · 5xx 0\.00/s \(0\.0%\)", out)  # nothing but /metrics between the scrapes
     assert f"since start: {int(requests)} requests" in out
+    assert "in flight 0 (besides this scrape)" in out
     assert "auth failures: missing 1 · unknown 1 · forbidden 1 · demo_refused 0" in out
     assert f"stored values by key id: {key_id} {int(values)}" in out
     row = r"\s1\s+\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\s+\S+ m?s\s+partial"  # run 1 of the empty database

@@ -76,6 +76,7 @@ def daemon_metrics(*, actors: tuple[str, ...] = ("api", "syncer"), last_success_
     m.api_requests.labels(route="/metrics", method="GET", status="200").inc(50)
     for _ in range(10):
         m.api_request_duration.labels(route="/clientes").observe(0.02)
+    m.api_in_flight.set(3)  # two requests being served, plus the scrape reading it
     m.api_auth_failures.labels(reason="missing").inc(3)
     m.api_auth_failures.labels(reason="unknown").inc(1)
     m.db_pool_size.labels(state="in_use").set(3)
@@ -152,6 +153,7 @@ async def test_status_prints_the_figures(
     assert "5xx 0.00/s (0.0%)" in out
     # totals since start, from the second scrape: 40 + 10 + 2 + 4 requests, /metrics excluded
     assert "since start: 56 requests" in out and "5xx 2 (3.6%) · 4xx 4" in out
+    assert "in flight 2 (besides this scrape)" in out
     assert "latency since start: p50 ≤ 25 ms p95 ≤ 25 ms p99 ≤ 25 ms" in out
     assert "auth failures: missing 3 · unknown 1 · forbidden 0 · demo_refused 0" in out
     assert "in use 3 / max 10 (open 4, free 1)" in out
