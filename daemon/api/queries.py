@@ -29,7 +29,6 @@ __all__ = (
     "fetch_item",
     "fetch_page",
     "fetch_sync_runs",
-    "iso_ms",
 )
 
 
@@ -67,16 +66,12 @@ SYNC_RUN_COLUMNS: Final = (
 SELECT_SYNC_RUNS: Final = f"SELECT {', '.join(SYNC_RUN_COLUMNS)} FROM sync_runs ORDER BY id DESC LIMIT %s"  # noqa: S608 - fixed column names
 
 
-def iso_ms(value: datetime | None) -> str | None:
-    """A stored UTC DATETIME as the provider writes times: 2023-03-21T21:48:57.373Z."""
-    return None if value is None else value.isoformat(timespec="milliseconds") + "Z"
-
-
 def _iso_us(value: datetime | None) -> str | None:
     return None if value is None else value.isoformat(timespec="microseconds") + "Z"
 
 
 def _iso_ms_value(value: datetime) -> str:
+    """A stored UTC DATETIME as the provider writes times: 2023-03-21T21:48:57.373Z."""
     return value.isoformat(timespec="milliseconds") + "Z"
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from daemon.api.queries import iso_ms
-from daemon.policy import View, visible_fields
+from daemon.api.queries import PROJECTIONS
+from daemon.policy import View, encrypted_fields, visible_fields
 from daemon.provider.simulator import Simulator
 from tests.api.conftest import SEEDED, Api
 from tests.api.support import Feed
@@ -83,11 +83,24 @@ async def test_item_has_the_same_projection_as_the_page(api: Api) -> None:
         assert item == page[2]
 
 
-async def test_policy_drives_the_projection() -> None:
-    """Masked and decrypted views come from the policy (a policy change changes the API)."""
-    analyst = dict((f.name, v) for f, v in visible_fields("analyst"))
-    assert analyst["credit_card_num"] is View.MASK
-    assert iso_ms(None) is None
+def test_viewer_and_analyst_statements_select_no_ciphertext() -> None:
+    """Every viewer/analyst statement selects no `_enc` column; admin's select exactly the encrypted fields."""
+    for role in ("viewer", "analyst", "admin"):
+        projection = PROJECTIONS[role]
+        statements = [
+            projection.page_sql(include_deleted=deleted, by_card=card)
+            for deleted in (False, True)
+            for card in (False, True)
+        ] + [projection.item_sql(include_deleted=deleted) for deleted in (False, True)]
+        for sql in statements:
+            selected = sql.split(" FROM customers ")[0]
+            encrypted = {c for c in selected.replace(",", " ").split() if c.endswith("_enc")}
+            if role == "admin":
+                assert encrypted == {f.enc_column for f in encrypted_fields()}
+            else:
+                assert not encrypted and not projection.decrypts
+    assert dict((f.name, v) for f, v in visible_fields("analyst"))["credit_card_num"] is View.MASK
+    assert "credit_card_num_mask" in PROJECTIONS["analyst"].columns
 
 
 async def test_soft_deleted_hidden_unless_admin_asks(api: Api, provider: Simulator, feed: Feed) -> None:
