@@ -110,11 +110,14 @@ def run_sync_phase(ctx: Context) -> dict[str, str]:
     unavailable = sync_unavailable()
     kept: dict[str, str] = {}
     first_runs: list[SyncRun] = []
+    same_runs: list[SyncRun] = []
     for run in range(1, sizes.runs + 1):
         last = run == sizes.runs
         _references(ctx, run, kept if last else None)
         if unavailable is None:
-            first_runs.append(_daemon_runs(ctx, run, kept if last else None))
+            first, same = _daemon_runs(ctx, run, kept if last else None)
+            first_runs.append(first)
+            same_runs.append(same)
     note = f"{sizes.predecessor_records:,} records (row by row: its time is linear in records)"
     report.note("predecessor_sync_rps", note)
     report.note("predecessor_sync_resync_rps", note)
@@ -131,6 +134,7 @@ def run_sync_phase(ctx: Context) -> dict[str, str]:
         return kept
     _peak_rss(ctx, first_runs)
     _limits_section(ctx, first_runs)
+    _cost_section(ctx, first_runs, same_runs)
     _scaling(ctx)
     return kept
 
@@ -158,7 +162,7 @@ def _references(ctx: Context, run: int, keep: dict[str, str] | None) -> None:
         keep.update(predecessor=pred_db, limit=limit_db)
 
 
-def _daemon_runs(ctx: Context, run: int, keep: dict[str, str] | None) -> SyncRun:
+def _daemon_runs(ctx: Context, run: int, keep: dict[str, str] | None) -> tuple[SyncRun, SyncRun]:
     """The daemon's first load, unchanged re-sync and 10%-changed re-sync on one fresh database."""
     sizes, report = ctx.sizes, ctx.report
     ctx.log(f"sync run {run}/{sizes.runs}: daemon first load, re-sync, 10% changed ({sizes.records:,} records)")
@@ -176,7 +180,7 @@ def _daemon_runs(ctx: Context, run: int, keep: dict[str, str] | None) -> SyncRun
         ctx.drop(daemon_db)
     else:
         keep["daemon"] = daemon_db
-    return first
+    return first, same
 
 
 def _peak_rss(ctx: Context, first_runs: list[SyncRun]) -> None:
@@ -213,10 +217,13 @@ def _limits_section(ctx: Context, runs: list[SyncRun]) -> None:
     cpu_us = median([r.cpu_s / r.records * 1e6 for r in runs])
     db_us_runs = [r.db_cpu_s / r.records * 1e6 for r in runs if r.db_cpu_s is not None]
     db_us = f"{median(db_us_runs):.0f} µs" if db_us_runs else "an unknown amount (server not visible from here)"
-    if cpu >= 0.8:
-        verdict = "the sync process's own CPU (one Python thread) is the limit"
-    elif runq is not None and runq >= 0.25:
-        verdict = "the machine is oversubscribed: the sync process waited for a CPU more than a quarter of the time"
+    if runq is not None and runq >= 0.25:
+        verdict = "the machine is oversubscribed: the sync process waited for a CPU a quarter of the time or more"
+    elif cpu >= waiting:
+        verdict = (
+            "the sync process's own CPU (one Python thread) is the main limit; the time waiting on I/O is DB "
+            "round trips and provider pages not overlapped with that work"
+        )
     else:
         verdict = "the sync process mostly waits on I/O (its DB round trips and provider pages are not overlapped)"
     runq_text = "unknown" if runq is None else f"{runq:.0%}"
@@ -230,6 +237,54 @@ def _limits_section(ctx: Context, runs: list[SyncRun]) -> None:
     )
     ctx.report.details["sync_limits"] = {"cpu_share": cpu, "runq_share": runq, "io_share": waiting, "cpu_us": cpu_us}
     ctx.report.sections.append(("What limits the sync", body))
+
+
+def _startup_cpu_s(ctx: Context) -> float:
+    """CPU of starting the interpreter and importing the daemon (`sync --help`): not per-record work."""
+    runs = [
+        run_measured([*python(), "-m", "daemon", "sync", "--help"], base_env(), timeout_s=120).cpu_s
+        for _ in range(ctx.sizes.runs)
+    ]
+    return median(runs)
+
+
+def _cost_section(ctx: Context, first_runs: list[SyncRun], same_runs: list[SyncRun]) -> None:
+    """CPU per record by stage (isolated) against the sync process's CPU per record in its runs."""
+    ctx.log("sync cost per stage (isolated, CPU time)")
+    stages, _ = ctx.run_json("tests.bench.sync_cost", "--records", "5000", "--runs", str(ctx.sizes.runs))
+    limit = ctx.report.details.get("limit_upsert") or []
+    sql_us = median([d["upsert_cpu_s"] / d["records"] * 1e6 for d in limit]) if limit else None
+    startup = _startup_cpu_s(ctx)
+    first_us = median([(r.cpu_s - startup) / r.records * 1e6 for r in first_runs])
+    same_us = median([(r.cpu_s - startup) / r.records * 1e6 for r in same_runs])
+    names = {
+        "decode": "decode the provider's JSON",
+        "validate": "validate (`parse_record`)",
+        "hash": "content hash (`canonical()` + HMAC)",
+        "encrypt": "encrypt + mask + blind index (`customer_row`)",
+    }
+    costs = {k: float(v) for k, v in stages.items() if isinstance(v, int | float)}
+    first_parts = sum(costs.values()) + (sql_us or 0.0)
+    same_parts = costs.get("decode", 0.0) + costs.get("validate", 0.0) + costs.get("hash", 0.0)
+    rows = ["| stage | first load | unchanged re-sync |", "|---|---:|---:|"]
+    for key, label in names.items():
+        in_resync = key != "encrypt"
+        rows.append(f"| {label} | {costs.get(key, 0):.1f} | {costs.get(key, 0) if in_resync else 0:.1f} |")
+    sql_text = "—" if sql_us is None else f"{sql_us:.1f}"
+    rows.append(f"| SQL client side of the upserts (as measured in `limit_upsert`) | {sql_text} | 0.0 |")
+    rows.append(f"| **sum of the stages** | **{first_parts:.1f}** | **{same_parts:.1f}** |")
+    rows.append(f"| sync process CPU per record in its runs (start-up removed) | {first_us:.1f} | {same_us:.1f} |")
+    rows.append(
+        f"| the rest: event loop, aiohttp client, asyncmy reads, batching, metrics | "
+        f"{first_us - first_parts:.1f} | {same_us - same_parts:.1f} |"
+    )
+    rows.append(
+        f"| records/s one free core could give if all I/O were overlapped | {1e6 / first_us:,.0f} | "
+        f"{1e6 / same_us:,.0f} |"
+    )
+    ctx.report.details["sync_cost_us"] = costs | {"sql": sql_us, "first_us": first_us, "same_us": same_us}
+    title = "Where the sync's CPU goes (µs of CPU per record; stages measured in isolation, CPU time)"
+    ctx.report.sections.append((title, "\n".join(rows)))
 
 
 def _scaling(ctx: Context) -> None:
