@@ -109,7 +109,8 @@ class Context:
             "APP_ENV": "development",
             "DATABASE_URL": self.db_url(database),
             "DEV_KEY_FILE": str(self.key_file),
-            "LOG_LEVEL": "warning",
+            # Production logging (info, JSON): the access and audit lines are part of a request's cost.
+            "LOG_LEVEL": "info",
             "LOG_FORMAT": "json",
         }
         if dataset is not None:

@@ -107,3 +107,32 @@ def test_any_card_like_number_in_text_is_scrubbed(digits: list[int], sep: str, t
     grouped = sep.join(number[i : i + 4] for i in range(0, len(number), 4))
     scrubbed = scrub_text(template.format(grouped))
     assert grouped not in scrubbed and number[-4:] + template.format("")[:0] not in scrubbed.replace(REDACTED, "")
+
+
+def _scrub_every_pattern(text: str) -> str:
+    """scrub_text without its one-pass pre-screen: the three substitutions, always."""
+    from daemon.observability import redaction
+
+    if len(text) < 8:
+        return text
+    text = redaction._URL_PASSWORD.sub(r"\1" + REDACTED + "@", text)
+    text = redaction._BEARER.sub(r"\1 " + REDACTED, text)
+    return redaction._PAN_LIKE.sub(REDACTED, text)
+
+
+@given(
+    st.lists(
+        st.sampled_from(["4111", "1111", "-", " ", "x", ".", "@", ":", "//", "mysql://u:pw@", "Bearer ", "TOKEN "])
+        | st.text(max_size=12),
+        max_size=16,
+    ).map("".join)
+)
+def test_pre_screen_never_skips_a_match(text: str) -> None:
+    """The one-pass pre-screen only skips text that none of the three patterns would change."""
+    assert scrub_text(text) == _scrub_every_pattern(text)
+
+
+def test_leaf_fast_paths_keep_the_rules() -> None:
+    """Large integers (card-like) are replaced, small ones and bools kept, strings scrubbed, at any depth."""
+    event = redact_event(None, "info", {"ids": [1, 10**11, -(10**12), True], "note": f"card {PAN}", "n": 7})
+    assert event == {"ids": [1, REDACTED, REDACTED, True], "note": f"card {REDACTED}", "n": 7}
