@@ -70,7 +70,7 @@ def build_api_app(
             "api_demo_tokens_enabled",
             detail="APP_ENV=development: the predecessor's three demo tokens are accepted (never in production)",
         )
-    if not settings.tokens:
+    if not settings.tokens and not tokens.demo_enabled:
         log.warning("api_no_tokens_configured", detail="API_TOKENS is empty: every customer-data request gets 401")
     keys = ApiKeys.from_keyring(keyring)
     api = CustomersApi(

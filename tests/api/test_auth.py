@@ -105,3 +105,16 @@ async def test_ops_and_openapi_need_no_token(api: Api) -> None:
     for path in ("/health", "/ready", "/metrics", "/openapi.json"):
         response = await api.client.get(path)
         assert response.status == 200, path
+
+
+async def test_no_tokens_in_production_is_warned_about(make_api: MakeApi, logs: Logs) -> None:
+    """Production with an empty API_TOKENS logs a warning (every data request will be 401); development does not."""
+    await make_api(API_TOKENS="[]")
+    assert not logs.events("api_no_tokens_configured")
+    keys = {
+        "ENCRYPTION_KEYS": f'{{"p1": "{base64.b64encode(os.urandom(32)).decode()}"}}',
+        "INDEX_KEY": base64.b64encode(os.urandom(32)).decode(),
+    }
+    api = await make_api(APP_ENV="production", MODE="api", API_TOKENS="[]", **keys)
+    assert len(logs.events("api_no_tokens_configured")) == 1
+    assert (await api.get("/clientes", token="admin-token")).status == 401
