@@ -27,8 +27,12 @@ from tests.bench.procs import free_port, http_status, python
 __all__ = ("image_size", "run_startup_phase")
 
 BINARY = ROOT / "dist" / "customers-mngr"
-IMAGE = "customers-mngr:latest"
+IMAGES = ("customers-mngr:local", "customers-mngr:latest")  # what `make image-test` tags, then the usual
 _POLL_S = 0.005
+_FROM_README = (
+    "as `make image-test` measured it (`docker image ls`), recorded in packaging/README.md "
+    "(no engine holding the image here)"
+)
 
 
 def _time_start(ctx: Context, cmd: Sequence[str], database: str) -> tuple[float, float]:
@@ -102,8 +106,9 @@ def run_startup_phase(ctx: Context, database: str) -> None:
             report.add("startup_to_ready_s", ready)
         report.note("startup_to_health_s", f"{how}; `run --mode api`, exec to first 200")
         report.note("startup_to_ready_s", f"{how}; `run --mode api`, DB up and migrated")
-        report.add("binary_size_mb", binary.stat().st_size / 1e6)
-        report.note("binary_size_mb", "size of dist/customers-mngr (MB = 10^6 bytes)")
+        size, what = binary_size(binary)
+        report.add("binary_size_mb", size / 1e6)
+        report.note("binary_size_mb", f"{what} (MB = 10^6 bytes)")
     value, how = image_size()
     if value is None:
         report.not_measured("image_size_mb", how)
@@ -112,24 +117,43 @@ def run_startup_phase(ctx: Context, database: str) -> None:
         report.note("image_size_mb", how)
 
 
+def binary_size(binary: Path) -> tuple[int, str]:
+    """Bytes of what has to be shipped: the file, or the whole one-dir bundle a symlink points into."""
+    real = binary.resolve()
+    bundle = real.parent
+    if (bundle / "_internal").is_dir():
+        total = sum(f.stat().st_size for f in bundle.rglob("*") if f.is_file() and not f.is_symlink())
+        return total, f"the one-dir bundle {bundle.relative_to(ROOT) if bundle.is_relative_to(ROOT) else bundle}/"
+    return real.stat().st_size, "dist/customers-mngr"
+
+
 def image_size() -> tuple[float | None, str]:
     """(MB, where it comes from), or (None, why not)."""
     for engine in ("docker", "podman"):
-        if shutil.which(engine):
-            out = subprocess.run(
-                [engine, "image", "inspect", IMAGE, "--format", "{{.Size}}"],
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
+        if not shutil.which(engine):
+            continue
+        for image in IMAGES:
+            try:
+                out = subprocess.run(
+                    [engine, "image", "inspect", image, "--format", "{{.Size}}"],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    check=False,
+                )
+            except subprocess.TimeoutExpired:
+                break
             if out.returncode == 0 and out.stdout.strip().isdigit():
-                return int(out.stdout.strip()) / 1e6, f"`{engine} image inspect {IMAGE}` (MB = 10^6 bytes)"
+                return int(out.stdout.strip()) / 1e6, f"`{engine} image inspect {image}` (MB = 10^6 bytes)"
     readme = ROOT / "packaging" / "README.md"
     if readme.exists():
         for line in readme.read_text().splitlines():
-            if re.search(r"\bimage\b", line, re.I):
-                match = re.search(r"([\d.]+)\s*MB\b", line)
-                if match:
-                    return float(match.group(1)), "as `make image-test` recorded it in packaging/README.md"
+            if "image-test" not in line or "size" not in line.lower():
+                continue
+            exact = re.search(r"\(([\d,]+) bytes\)", line)
+            if exact:
+                return int(exact.group(1).replace(",", "")) / 1e6, _FROM_README
+            rounded = re.search(r"([\d.]+)\s*MB\b", line)
+            if rounded:
+                return float(rounded.group(1)), _FROM_README
     return None, "no container engine with the image here, and packaging/README.md records no image size yet"

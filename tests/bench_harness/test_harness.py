@@ -146,3 +146,36 @@ def test_measured_process_is_killed_past_its_timeout() -> None:
     measured = run_measured([sys.executable, "-c", "import time; time.sleep(30)"], base_env(), timeout_s=0.5)
     assert measured.code != 0
     assert measured.wall_s < 10
+
+
+def test_binary_size_counts_the_whole_one_dir_bundle(tmp_path: Path) -> None:
+    """A symlink into a one-dir bundle is sized as the bundle (what ships), a plain file as itself."""
+    from tests.bench.startup_phase import binary_size
+
+    bundle = tmp_path / "dist" / "customers-mngr-bundle"
+    (bundle / "_internal").mkdir(parents=True)
+    (bundle / "customers-mngr").write_bytes(b"x" * 1000)
+    (bundle / "_internal" / "libpython.so").write_bytes(b"y" * 5000)
+    link = tmp_path / "dist" / "customers-mngr"
+    link.symlink_to("customers-mngr-bundle/customers-mngr")
+    assert binary_size(link)[0] == 6000
+    single = tmp_path / "single"
+    single.write_bytes(b"z" * 700)
+    assert binary_size(single) == (700, "dist/customers-mngr")
+
+
+def test_image_size_read_from_what_image_test_recorded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without an engine holding the image, the size `make image-test` wrote in packaging/README.md is used."""
+    import tests.bench.startup_phase as startup
+
+    monkeypatch.setattr(startup.shutil, "which", lambda _name: None)
+    monkeypatch.setattr(startup, "ROOT", tmp_path)
+    assert startup.image_size()[0] is None
+    (tmp_path / "packaging").mkdir()
+    (tmp_path / "packaging" / "README.md").write_text(
+        "the image is 42.8 MB (below)\n"
+        "| size (`docker image ls`) | **42.8 MB** (42,824,322 bytes), measured by `make image-test` |\n"
+    )
+    value, how = startup.image_size()
+    assert value == 42.824322
+    assert "packaging/README.md" in how
