@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 DATABASE_URL ?= mysql://root@127.0.0.1:3306/customers_mngr
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help venv run test test-fast lint typecheck docs clean fmt bench bench-quick bench-profile
+.PHONY: help venv run test test-fast lint typecheck docs clean fmt bench bench-quick bench-profile binary image-test
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -28,8 +28,8 @@ run: $(STAMP)  ## set up, then run the whole daemon (mode all, development) agai
 		$(BIN)/customers-mngr run --mode all
 
 lint: $(STAMP)  ## ruff
-	$(BIN)/ruff check daemon tests ecs
-	$(BIN)/ruff format --check daemon tests ecs
+	$(BIN)/ruff check daemon tests ecs packaging
+	$(BIN)/ruff format --check daemon tests ecs packaging
 
 typecheck: $(STAMP)  ## mypy --strict on the package
 	$(BIN)/mypy
@@ -40,15 +40,22 @@ docs: $(STAMP)  ## regenerate the README sections derived from code
 test-fast: $(STAMP)  ## the quick inner loop: unit and DB tests, no subprocess-heavy ones
 	$(PYTEST) -q -m "not slow and not image and not binary and not reliability" -x
 
-test: $(STAMP) lint typecheck  ## set up, then the whole suite (what CI runs)
+test: $(STAMP) lint typecheck  ## set up, then the whole suite (what CI runs), image test included
 	$(PYTEST) -q
+	$(MAKE) --no-print-directory image-test
+
+binary: $(STAMP)  ## build the PyInstaller binary: dist/customers-mngr/customers-mngr (packaging/README.md)
+	packaging/build.sh $(BIN)/python
+
+image-test: $(STAMP)  ## build docker/Dockerfile and run it for real: containers, flow, compose (needs root)
+	$(BIN)/python -m tests.packaging.image_test
 
 clean:  ## remove build and cache folders
 	rm -rf build dist .bench .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
 fmt: $(STAMP)  ## format and autofix
-	$(BIN)/ruff format daemon tests ecs
-	$(BIN)/ruff check --fix daemon tests ecs
+	$(BIN)/ruff format daemon tests ecs packaging
+	$(BIN)/ruff check --fix daemon tests ecs packaging
 
 # --- benchmarks (tests/bench; bench-only dependencies in the `bench` extra, wrk from apt) ---
 BENCH_STAMP := $(VENV)/.bench-installed
