@@ -24,7 +24,17 @@ from daemon.cli import build_parser
 from daemon.config.http import DEMO_TOKENS, ROLES
 from daemon.policy import View, visible_fields
 
-__all__ = ("FlowError", "Pieces", "check_flow", "check_ops", "get", "landed", "wait_for")
+__all__ = (
+    "FlowError",
+    "Pieces",
+    "check_flow",
+    "check_ops",
+    "check_synced_rows",
+    "get",
+    "landed",
+    "provider_records",
+    "wait_for",
+)
 
 TOKENS = {role: token for token, role in DEMO_TOKENS.items()}
 _LINK_NEXT = re.compile(r"<([^>]+)>\s*;\s*rel=\"?next\"?")
@@ -106,6 +116,13 @@ def provider_records(provider_url: str, records: int) -> list[dict[str, Any]]:
     if not isinstance(data, list) or len(data) != records:
         raise FlowError(f"simulator: expected {records} records, got {len(data) if isinstance(data, list) else data!r}")
     return data
+
+
+def check_synced_rows(count_rows: Callable[[], int], records: int, *, timeout: float = 120.0) -> None:
+    """Syncer -> DB: the customers table fills up with the simulator's records (no API needed)."""
+    wait_for(f"db: {records} customers synced from the simulator", lambda: count_rows() >= records, timeout=timeout)
+    if (found := count_rows()) != records:
+        raise FlowError(f"db: {found} customers stored, the simulator serves {records}")
 
 
 def all_customers(api_url: str, token: str, *, limit: int = 1000) -> list[dict[str, Any]]:

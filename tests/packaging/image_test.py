@@ -167,9 +167,15 @@ def _steps(run: Run) -> None:
     with run.step("image"):
         _check_image(run)
     with run.step("containers"):
-        containers = _start_containers(run)
+        database, containers = _start_containers(run)
     with run.step("flow"):
-        _check_flow(run, api_port=run.ports["api"], metrics_port=run.ports["metrics"])
+        _check_flow(
+            run,
+            database=database,
+            api_port=run.ports["api"],
+            metrics_port=run.ports["metrics"],
+            provider_port=run.ports["provider"],
+        )
     with run.step("stop"):
         for name in containers:
             _stop_container(run, name)
@@ -339,7 +345,7 @@ def _new_database(run: Run) -> str:
     return name
 
 
-def _start_containers(run: Run) -> list[str]:
+def _start_containers(run: Run) -> tuple[str, list[str]]:
     database = _new_database(run)
     env = _daemon_env(
         run, database, api_port=run.ports["api"], metrics_port=run.ports["metrics"], provider_port=run.ports["provider"]
@@ -349,11 +355,12 @@ def _start_containers(run: Run) -> list[str]:
     names: list[str] = []
     if run.pieces.simulator:
         name = f"cmit-{run.run_id}-provider"
-        url = f"http://127.0.0.1:{run.ports['provider']}/api/v1/usuarios"
+        port = str(run.ports["provider"])
+        # API_PORT points the image's own health check (healthcheck → 127.0.0.1:$API_PORT/health)
+        # at the simulator, which serves /health too: `docker run --health-cmd` would need a shell.
         run.docker.docker(
-            "run", "-d", "--name", name, *hardened, *health,
-            f"--health-cmd=/opt/customers-mngr/customers-mngr healthcheck --url {url}?page=1&limit=1",
-            IMAGE, "provider-mock", "--host", "127.0.0.1", "--port", str(run.ports["provider"]),
+            "run", "-d", "--name", name, *hardened, *health, f"--env=API_PORT={port}",
+            IMAGE, "provider-mock", "--host", "127.0.0.1", "--port", port,
             "--records", str(RECORDS), "--seed", str(SEED),
         )  # fmt: skip
         names.append(name)
@@ -365,7 +372,7 @@ def _start_containers(run: Run) -> list[str]:
         names.append(name)
         _wait_healthy(run, name)
     run.figures["containers"] = ", ".join(n.rsplit("-", 1)[-1] for n in names)
-    return names
+    return database, names
 
 
 def _wait_healthy(run: Run, name: str, *, timeout: float = 90.0) -> None:
@@ -382,16 +389,22 @@ def _wait_healthy(run: Run, name: str, *, timeout: float = 90.0) -> None:
     flow.wait_for(f"container {name.rsplit('-', 1)[-1]} healthy", healthy, timeout=timeout, every=0.5)
 
 
-def _check_flow(run: Run, *, api_port: int, metrics_port: int, provider_port: int | None = None) -> None:
+def _check_flow(run: Run, *, database: str, api_port: int, metrics_port: int, provider_port: int) -> None:
+    """Ops on both daemons, then as much of simulator -> syncer -> DB -> API as has landed."""
     api_url = f"http://127.0.0.1:{api_port}"
+    provider_url = f"http://127.0.0.1:{provider_port}/api/v1/usuarios"
     flow.check_ops(api_url, where="api")
     flow.check_ops(f"http://127.0.0.1:{metrics_port}", where="syncer")
-    if not run.pieces.flow:
-        run.note(f"flow: {run.pieces.describe()}")
-        return
-    port = provider_port or run.ports["provider"]
-    counts = flow.check_flow(api_url=api_url, provider_url=f"http://127.0.0.1:{port}/api/v1/usuarios", records=RECORDS)
-    run.note(f"flow: customers per role {counts}")
+    if run.pieces.simulator:
+        flow.provider_records(provider_url, RECORDS)
+    if run.pieces.simulator and run.pieces.syncer:
+        mysql = server_from_env()
+        flow.check_synced_rows(
+            lambda: int(mysql.execute("SELECT COUNT(*) FROM customers", database=database)[0][0]), RECORDS
+        )
+    if run.pieces.flow:
+        counts = flow.check_flow(api_url=api_url, provider_url=provider_url, records=RECORDS)
+        run.note(f"flow: customers per role {counts}")
 
 
 def _stop_container(run: Run, name: str) -> None:
@@ -412,8 +425,6 @@ def _compose(run: Run) -> None:
     files = ["-f", str(ROOT / "compose.yml")]
     run.docker.docker("compose", *files, "config", "--quiet")
     files += ["-f", str(ROOT / "tests" / "packaging" / "compose.hostdb.yml")]
-    if not run.pieces.simulator:  # until provider-mock lands: no provider service
-        files += ["-f", str(ROOT / "tests" / "packaging" / "compose.noprovider.yml")]
     database = _new_database(run)
     mysql = server_from_env()
     env = {
@@ -434,6 +445,7 @@ def _compose(run: Run) -> None:
     run.docker.docker("compose", *project, "up", "--detach", "--no-build", "--wait", env=env, timeout=300)
     _check_flow(
         run,
+        database=database,
         api_port=run.ports["compose-api"],
         metrics_port=run.ports["compose-metrics"],
         provider_port=run.ports["compose-provider"],

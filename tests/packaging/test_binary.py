@@ -16,6 +16,7 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from daemon import __version__
@@ -76,6 +77,26 @@ def test_every_command_runs_from_the_binary(binary: Path) -> None:
         assert f"usage: customers-mngr {command}" in helped.stdout
 
 
+def test_compiled_modules_and_migrations_are_bundled(binary: Path) -> None:
+    """Every compiled module of the runtime dependencies, and every migration, is inside the bundle.
+
+    aiohttp, yarl, multidict, frozenlist and propcache fall back to pure Python without a word
+    when their C module is missing: only their presence in the bundle shows the speedups ship.
+    """
+    internal = binary.parent / "_internal"
+    site = Path(aiohttp.__file__).resolve().parents[1]
+    for package in ("aiohttp", "asyncmy", "cryptography", "frozenlist", "multidict", "propcache", "yarl"):
+        # multidict ships a _testcapi module for its own tests; nothing imports it at run time.
+        compiled = {p.relative_to(site) for p in (site / package).rglob("*.so") if not p.name.startswith("_test")}
+        assert compiled, package
+        missing = sorted(str(p) for p in compiled if not (internal / p).is_file())
+        assert not missing, f"not bundled: {missing}"
+    migrations = sorted((ROOT / "daemon" / "db" / "migrations").glob("*.sql"))
+    assert migrations
+    for sql in migrations:
+        assert (internal / "daemon" / "db" / "migrations" / sql.name).read_bytes() == sql.read_bytes(), sql.name
+
+
 def test_binary_carries_the_migrations(binary: Path, mysql: MysqlServer, fresh_db) -> None:  # type: ignore[no-untyped-def]
     """`migrate` from the binary creates the schema from the SQL files packed inside it."""
     database = fresh_db()
@@ -115,7 +136,7 @@ def three_processes(binary: Path, mysql: MysqlServer, fresh_db, tmp_path: Path) 
             args = ["provider-mock", "--host", "127.0.0.1", "--port", str(ports["provider"])]
             args += ["--records", str(RECORDS), "--seed", str(SEED)]
             procs["provider"] = DaemonProcess(args, BARE_ENV, command=command, log_path=tmp_path / "provider.log")
-            wait_http(f"{env['PROVIDER_URL']}?page=1&limit=1", proc=procs["provider"].proc)
+            wait_http(f"http://127.0.0.1:{ports['provider']}/health", proc=procs["provider"].proc)
         for mode in ("syncer", "api"):
             procs[mode] = DaemonProcess(
                 ["run", "--mode", mode],
@@ -125,13 +146,13 @@ def three_processes(binary: Path, mysql: MysqlServer, fresh_db, tmp_path: Path) 
             )
         wait_http(f"http://127.0.0.1:{ports['metrics']}/ready", proc=procs["syncer"].proc)
         wait_http(f"http://127.0.0.1:{ports['api']}/ready", proc=procs["api"].proc)
-        yield {"procs": procs, "ports": ports, "env": env}
+        yield {"procs": procs, "ports": ports, "env": env, "database": database}
     finally:
         for proc in procs.values():
             proc.ensure_dead()
 
 
-def test_flow_as_three_processes(three_processes: dict[str, object]) -> None:
+def test_flow_as_three_processes(three_processes: dict[str, object], mysql: MysqlServer) -> None:
     """Simulator -> syncer -> DB -> API per role through the binary; probes pass; SIGTERM exits 0 fast."""
     procs: dict[str, DaemonProcess] = three_processes["procs"]  # type: ignore[assignment]
     ports: dict[str, int] = three_processes["ports"]  # type: ignore[assignment]
@@ -142,7 +163,15 @@ def test_flow_as_three_processes(three_processes: dict[str, object]) -> None:
     binary = str(DIST / "customers-mngr")
     for mode in ("syncer", "api"):  # the container health check, as the image runs it
         assert _run([binary, "healthcheck"], {**env, "MODE": mode}).returncode == 0, mode
-    if flow.landed().flow:
+    pieces = flow.landed()
+    if pieces.simulator:
+        assert len(flow.provider_records(env["PROVIDER_URL"], RECORDS)) == RECORDS
+    if pieces.simulator and pieces.syncer:
+        database = str(three_processes["database"])
+        flow.check_synced_rows(
+            lambda: int(mysql.execute("SELECT COUNT(*) FROM customers", database=database)[0][0]), RECORDS
+        )
+    if pieces.flow:
         counts = flow.check_flow(api_url=api_url, provider_url=env["PROVIDER_URL"], records=RECORDS)
         assert counts == {"viewer": RECORDS, "analyst": RECORDS, "admin": RECORDS}
     for name in ("api", "syncer", "provider"):
