@@ -44,7 +44,7 @@ test: $(STAMP) lint typecheck  ## set up, then the whole suite (what CI runs), i
 	$(PYTEST) -q
 	$(MAKE) --no-print-directory image-test
 
-binary: $(STAMP)  ## build the PyInstaller binary: dist/customers-mngr/customers-mngr (packaging/README.md)
+binary: $(STAMP)  ## build the PyInstaller binary: dist/customers-mngr (one-dir bundle, see packaging/README.md)
 	packaging/build.sh $(BIN)/python
 
 image-test: $(STAMP)  ## build docker/Dockerfile and run it for real: containers, flow, compose (needs root)

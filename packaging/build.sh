@@ -4,7 +4,9 @@
 # Writes daemon/_commit.txt first (from $COMMIT if set — the image build passes it, having no
 # .git — else from git), so `customers-mngr version` names the commit it was built from.
 # Layout: $CM_PYI_LAYOUT (onedir by default; see packaging/README.md for the measurement).
-# Output: dist/customers-mngr/customers-mngr (onedir) or dist/customers-mngr (onefile).
+# Output: dist/customers-mngr, the executable to run. One-dir (the default): the bundle is the
+# folder dist/customers-mngr-bundle/ (executable + _internal/; copy the whole folder) and
+# dist/customers-mngr is a relative symlink to its executable. One-file: the file itself.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 python="${1:-python3}"
@@ -20,8 +22,10 @@ fi
 printf '%s\n' "${commit:-unknown}" > daemon/_commit.txt
 
 layout="${CM_PYI_LAYOUT:-onedir}"
-rm -rf dist/customers-mngr
+rm -rf dist/customers-mngr dist/customers-mngr-bundle
 CM_PYI_LAYOUT="$layout" "$python" -m PyInstaller --noconfirm --log-level WARN \
     --distpath dist --workpath "build/pyinstaller-$layout" packaging/customers-mngr.spec
-if [[ "$layout" == onedir ]]; then exe=dist/customers-mngr/customers-mngr; else exe=dist/customers-mngr; fi
-"$exe" version
+if [[ "$layout" == onedir ]]; then
+    ln -s customers-mngr-bundle/customers-mngr dist/customers-mngr
+fi
+dist/customers-mngr version

@@ -41,7 +41,7 @@ def build(layout: str) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     if layout == "onedir":
-        shutil.copytree(ROOT / "dist" / "customers-mngr", target / "customers-mngr", symlinks=True)
+        shutil.copytree(ROOT / "dist" / "customers-mngr-bundle", target / "customers-mngr", symlinks=True)
         return target / "customers-mngr" / "customers-mngr"
     shutil.copy2(ROOT / "dist" / "customers-mngr", target / "customers-mngr")
     return target / "customers-mngr"

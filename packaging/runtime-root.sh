@@ -1,11 +1,11 @@
 #!/bin/sh
 # Assemble the runtime image's root filesystem in OUT from a slim Debian base:
 #   packaging/runtime-root.sh DIST OUT
-# DIST is the PyInstaller one-dir output (dist/customers-mngr). OUT receives:
+# DIST is the PyInstaller one-dir bundle (dist/customers-mngr-bundle). OUT receives:
 #   /opt/customers-mngr/        the binary and its bundled libraries
 #   the system libraries it loads that PyInstaller leaves to the OS (glibc's libc, libm,
 #   libpthread, libdl, the loader; zlib for the bootloader) — found with ldd over every ELF
-#   file of DIST, with DIST's own libraries resolved first, so nothing else slips in
+#   file of DIST, the bundled ones resolved inside DIST first, so nothing else slips in
 #   /etc/ssl/certs/ca-certificates.crt, /etc/passwd + /etc/group (user app, uid 10001), /tmp
 # Then it proves the result is complete: `chroot OUT customers-mngr version` must work.
 # A library the binary needs and this misses fails the image build, not the first start.

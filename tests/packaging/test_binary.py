@@ -29,7 +29,7 @@ from tests.support.mysql import MysqlServer
 pytestmark = [pytest.mark.binary, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
-DIST = ROOT / "dist" / "customers-mngr"
+BUNDLE = ROOT / "dist" / "customers-mngr-bundle"  # the one-dir bundle; dist/customers-mngr links to its executable
 RECORDS = 120
 SEED = 3
 COMMANDS = ("run", "migrate", "check-config", "healthcheck", "version")
@@ -39,13 +39,14 @@ BARE_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
 @pytest.fixture(scope="session")
 def binary() -> Path:
-    """dist/customers-mngr/customers-mngr, built from this tree by `make binary`."""
+    """dist/customers-mngr (the bundle's executable), built from this tree by `make binary`."""
     done = subprocess.run(
         ["make", "--no-print-directory", "binary"], cwd=ROOT, capture_output=True, text=True, timeout=900, check=False
     )
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
-    exe = DIST / "customers-mngr"
+    exe = ROOT / "dist" / "customers-mngr"
     assert exe.is_file() and os.access(exe, os.X_OK)
+    assert exe.resolve() == BUNDLE / "customers-mngr"
     return exe
 
 
@@ -83,7 +84,7 @@ def test_compiled_modules_and_migrations_are_bundled(binary: Path) -> None:
     aiohttp, yarl, multidict, frozenlist and propcache fall back to pure Python without a word
     when their C module is missing: only their presence in the bundle shows the speedups ship.
     """
-    internal = binary.parent / "_internal"
+    internal = BUNDLE / "_internal"
     site = Path(aiohttp.__file__).resolve().parents[1]
     for package in ("aiohttp", "asyncmy", "cryptography", "frozenlist", "multidict", "propcache", "yarl"):
         # multidict ships a _testcapi module for its own tests; nothing imports it at run time.
@@ -160,7 +161,7 @@ def test_flow_as_three_processes(three_processes: dict[str, object], mysql: Mysq
     api_url = f"http://127.0.0.1:{ports['api']}"
     flow.check_ops(api_url, where="api")
     flow.check_ops(f"http://127.0.0.1:{ports['metrics']}", where="syncer")
-    binary = str(DIST / "customers-mngr")
+    binary = str(ROOT / "dist" / "customers-mngr")
     for mode in ("syncer", "api"):  # the container health check, as the image runs it
         assert _run([binary, "healthcheck"], {**env, "MODE": mode}).returncode == 0, mode
     pieces = flow.landed()
@@ -187,7 +188,7 @@ def minbase_root(tmp_path_factory: pytest.TempPathFactory, binary: Path) -> Iter
     if os.geteuid() != 0:
         pytest.skip("chroot and debootstrap need root")
     root = bases.extract(bases.ensure_base("minbase"), tmp_path_factory.mktemp("minbase") / "root")
-    shutil.copytree(DIST, root / "opt" / "customers-mngr", symlinks=True)
+    shutil.copytree(BUNDLE, root / "opt" / "customers-mngr", symlinks=True)
     yield root
     shutil.rmtree(root, ignore_errors=True)
 
