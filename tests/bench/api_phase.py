@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tests.bench.context import Context
+from tests.bench.harness import median
 from tests.bench.loadgen import Load, loadgen_name, run_load
 from tests.bench.procs import Server, base_env, free_port, http_status, python
 
@@ -68,7 +69,7 @@ def run_api_phase(ctx: Context, kept: dict[str, str]) -> None:
         targets = _targets(ctx.sizes.records)
         missing = _unavailable(ports, targets)
         ctx.log(f"API phase on {source}; load generator: {loadgen_name()}; unavailable: {sorted(missing) or 'none'}")
-        _rounds(ctx, ports, [t for t in targets if t.key not in missing])
+        _rounds(ctx, ports, servers, [t for t in targets if t.key not in missing])
         for target in targets:
             if target.key in missing:
                 for figure in (target.rps_figure, target.p99_figure):
@@ -110,21 +111,45 @@ def _unavailable(ports: dict[str, int], targets: list[Target]) -> dict[str, str]
     return missing
 
 
-def _rounds(ctx: Context, ports: dict[str, int], live: list[Target]) -> None:
+def _rounds(ctx: Context, ports: dict[str, int], servers: dict[str, Server], live: list[Target]) -> None:
     sizes, report = ctx.sizes, ctx.report
     for target in live:  # warm-up: pools, caches, first-call code paths
         _load(ctx, ports, target, duration_s=1)
+    cpu_us: dict[str, list[float]] = {t.key: [] for t in live}
+    loads: dict[str, list[Load]] = {t.key: [] for t in live}
     for run in range(1, sizes.runs + 1):
         ctx.log(f"API round {run}/{sizes.runs} ({len(live)} targets x {sizes.api_duration_s}s)")
         for target in live:
+            server = servers[target.server]
+            before = server.cpu_s()
             load = _load(ctx, ports, target, duration_s=sizes.api_duration_s)
-            ctx.detail(f"api_{target.key}", load.as_dict())
+            cpu_us[target.key].append((server.cpu_s() - before) / max(load.requests, 1) * 1e6)
+            loads[target.key].append(load)
+            ctx.detail(f"api_{target.key}", load.as_dict() | {"server_cpu_us_per_request": cpu_us[target.key][-1]})
             figures = [f for f in (target.rps_figure, target.p99_figure) if f]
             for figure in figures:
                 report.add(figure, load.rps if figure == target.rps_figure else load.p99_ms)
             if load.errors > 0.01 * max(load.requests, 1):
                 for figure in figures:
                     report.note(figure, f"{load.errors} of {load.requests} requests failed in a run")
+    _cost_section(ctx, live, loads, cpu_us)
+
+
+def _cost_section(
+    ctx: Context, live: list[Target], loads: dict[str, list[Load]], cpu_us: dict[str, list[float]]
+) -> None:
+    """CPU of the serving process per request: what each answer costs, much less sensitive to load than req/s."""
+    rows = [
+        "| target | server | req/s | p99 ms | server CPU per request (µs) |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for target in live:
+        rps = median([x.rps for x in loads[target.key]])
+        p99 = median([x.p99_ms for x in loads[target.key]])
+        cpu = median(cpu_us[target.key])
+        rows.append(f"| `{target.key}` | {target.server} | {rps:,.0f} | {p99:.1f} | {cpu:,.0f} |")
+    title = f"API cost per request ({CONNECTIONS} connections; medians; CPU of the server process only)"
+    ctx.report.sections.append((title, "\n".join(rows)))
 
 
 def _load(ctx: Context, ports: dict[str, int], target: Target, *, duration_s: int) -> Load:
