@@ -50,7 +50,7 @@ def run_crypto(ctx: Context) -> None:
         ctx.report.add("aesgcm_direct_us_per_record", float(value))
     for value in direct_aad_us:
         ctx.report.add("aesgcm_direct_aad_us_per_record", float(value))
-    note = f"{result['fields_per_record']:.0f} encrypted fields per record, alternating runs in one process"
+    note = f"{result['fields_per_record']:.0f} encrypted fields per record, alternating runs in one process, CPU time"
     ctx.report.note("crypto_encrypt_us_per_record", note)
 
 
@@ -80,6 +80,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path(os.environ.get("BENCH_OUT") or ".bench/results.json"))
     parser.add_argument("--readme", type=Path, default=None, help="rewrite this file's bench section")
     parser.add_argument("--only", default=",".join(PHASES), help=f"comma-separated phases of {PHASES}")
+    parser.add_argument(
+        "--merge",
+        action="store_true",
+        help="keep the figures of the previous run of the same kind (.bench/run.json) for the phases not run now",
+    )
     args = parser.parse_args(argv)
     phases = [p for p in args.only.split(",") if p]
     unknown = set(phases) - set(PHASES)
@@ -92,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     print(report.machine.header(load_average(), None), flush=True)
     ctx = Context(sizes=QUICK if args.quick else FULL, report=report, mysql=mysql, work=out.parent)
     ctx.work.mkdir(parents=True, exist_ok=True)
+    if args.merge and not report.merge(ctx.work / "run.json"):
+        print("--merge: no earlier run of the same kind to merge with; measuring only the phases asked", flush=True)
     failed = False
     provider: Server | None = None
     kept: dict[str, str] = {}
@@ -100,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
         nonlocal failed
         if name not in phases:
             return
+        report.reset(_PHASE_FIGURES[name])
+        report.details.setdefault("load_at_phase_start", {})[name] = load_average()
         try:
             body()
         except Exception as exc:

@@ -149,7 +149,7 @@ def _cost_section(
         cpu = median(cpu_us[target.key])
         rows.append(f"| `{target.key}` | {target.server} | {rps:,.0f} | {p99:.1f} | {cpu:,.0f} |")
     title = f"API cost per request ({CONNECTIONS} connections; medians; CPU of the server process only)"
-    ctx.report.sections.append((title, "\n".join(rows)))
+    ctx.report.section(title, "\n".join(rows))
 
 
 def _load(ctx: Context, ports: dict[str, int], target: Target, *, duration_s: int) -> Load:

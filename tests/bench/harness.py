@@ -153,7 +153,8 @@ class Report:
         self.load_end: tuple[float, float, float] | None = None
         self.figures: dict[str, Figure] = {}
         self.details: dict[str, Any] = {}
-        self.sections: list[tuple[str, str]] = []  # (title, markdown) after the main table
+        self.sections: dict[str, str] = {}  # title -> markdown, after the main table
+        self.merged_from: list[str] = []  # earlier runs whose figures this report carries
 
     def _figure(self, name: str) -> Figure:
         if name not in self.figures:
@@ -174,6 +175,32 @@ class Report:
         figure.value_override = float(value)
         figure.runs = [float(r) for r in runs]
         figure.note = note
+
+    def section(self, title: str, body: str) -> None:
+        self.sections[title] = body
+
+    def reset(self, names: Iterable[str]) -> None:
+        """Forget these figures (a phase about to be measured again)."""
+        for name in names:
+            self.figures.pop(name, None)
+
+    def merge(self, run_json: Path) -> bool:
+        """Carry the figures and sections of an earlier run of the same kind; False if there is none."""
+        try:
+            earlier = json.loads(run_json.read_text())
+        except (OSError, ValueError):
+            return False
+        if earlier.get("quick") != self.quick or "figures" not in earlier:
+            return False
+        for name, raw in earlier["figures"].items():
+            if name in FIGURES or name in REFERENCES or name in OTHER:
+                figure = self._figure(name)
+                figure.runs = [float(r) for r in raw["runs"]]
+                figure.value_override = raw["value_override"]
+                figure.note = raw["note"]
+        self.sections.update(earlier.get("sections", {}))  # raw details stay with their own run.json
+        self.merged_from = [*earlier.get("merged_from", []), earlier["machine"]["started_at"]]
+        return True
 
     def not_measured(self, name: str, reason: str) -> None:
         figure = self._figure(name)
@@ -242,7 +269,9 @@ class Report:
             "",
             self.table(),
         ]
-        for title, body in self.sections:
+        if self.merged_from:
+            parts[2] += f" Figures not re-measured in this run come from the run(s) of {', '.join(self.merged_from)}."
+        for title, body in self.sections.items():
             parts += ["", f"**{title}**", "", body]
         return "\n".join(parts) + "\n"
 
@@ -255,6 +284,12 @@ class Report:
         run = {
             "machine": dataclasses.asdict(self.machine) | {"load_start": self.load_start, "load_end": self.load_end},
             "quick": self.quick,
+            "merged_from": self.merged_from,
+            "figures": {
+                name: {"runs": f.runs, "value_override": f.value_override, "note": f.note}
+                for name, f in self.figures.items()
+            },
+            "sections": self.sections,
             "details": self.details,
         }
         (out.parent / "run.json").write_text(json.dumps(run, indent=2, ensure_ascii=False, default=str) + "\n")

@@ -236,7 +236,7 @@ def _limits_section(ctx: Context, runs: list[SyncRun]) -> None:
         "asyncio thread, so it can use at most one of them."
     )
     ctx.report.details["sync_limits"] = {"cpu_share": cpu, "runq_share": runq, "io_share": waiting, "cpu_us": cpu_us}
-    ctx.report.sections.append(("What limits the sync", body))
+    ctx.report.section("What limits the sync", body)
 
 
 def _startup_cpu_s(ctx: Context) -> float:
@@ -284,7 +284,7 @@ def _cost_section(ctx: Context, first_runs: list[SyncRun], same_runs: list[SyncR
     )
     ctx.report.details["sync_cost_us"] = costs | {"sql": sql_us, "first_us": first_us, "same_us": same_us}
     title = "Where the sync's CPU goes (µs of CPU per record; stages measured in isolation, CPU time)"
-    ctx.report.sections.append((title, "\n".join(rows)))
+    ctx.report.section(title, "\n".join(rows))
 
 
 def _scaling(ctx: Context) -> None:
@@ -316,7 +316,7 @@ def _scaling(ctx: Context) -> None:
         f"How the first load scales ({sizes.scale_records:,} records; shares of the sync process's wall time, "
         "DB CPU as a share of one core)"
     )
-    ctx.report.sections.append((title, "\n".join(rows)))
+    ctx.report.section(title, "\n".join(rows))
 
 
 def prepare_api_data(ctx: Context) -> dict[str, str]:

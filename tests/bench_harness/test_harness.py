@@ -179,3 +179,24 @@ def test_image_size_read_from_what_image_test_recorded(tmp_path: Path, monkeypat
     value, how = startup.image_size()
     assert value == 42.824322
     assert "packaging/README.md" in how
+
+
+def test_merge_keeps_the_phases_not_run_again(tmp_path: Path) -> None:
+    """--merge: figures and sections of the earlier run stay, re-measured ones are replaced, kinds never mix."""
+    first = _report()
+    first.add("sync_first_load_rps", 5000.0)
+    first.add("api_health_rps", 9000.0)
+    first.section("What limits the sync", "old text")
+    first.write(tmp_path / "results.json")
+    second = _report()
+    assert second.merge(tmp_path / "run.json")
+    second.reset(["api_health_rps"])
+    second.add("api_health_rps", 12000.0)
+    records = {rec["name"]: rec for rec in second.records()}
+    assert records["sync_first_load_rps"]["value"] == 5000.0
+    assert records["api_health_rps"]["runs"] == [12000.0]
+    assert second.sections == {"What limits the sync": "old text"}
+    assert "come from the run(s) of now" in second.markdown()
+    full = Report(Machine("CPU", 2, 24.0, "3.11", "MariaDB", "abc", "now"), quick=False)
+    assert not full.merge(tmp_path / "run.json")
+    assert not full.merge(tmp_path / "missing.json")
