@@ -1,37 +1,32 @@
 """The end-to-end flow every packaging test checks: simulator -> syncer -> DB -> API, per role.
 
 Used by the binary tests (three processes of dist/customers-mngr) and by `make image-test`
-(three containers, then compose). Parts of the flow land from other issues (the simulator
-command, the real syncer, the customers API); `landed()` reads from the source tree which
-are there, and the flow asserts every part that is. The ops surface (/health, /ready,
-/metrics, migrations) is there from the foundation and always checked.
+(three containers, then compose): the ops surface of both daemons (/health, /ready,
+/metrics), the simulator's records reaching the customers table through the syncer, and the
+API serving them to each role with exactly that role's fields and values.
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import re
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
-from daemon.cli import build_parser
 from daemon.config.http import DEMO_TOKENS, ROLES
 from daemon.policy import View, visible_fields
 
 __all__ = (
     "FlowError",
-    "Pieces",
     "check_flow",
     "check_ops",
+    "check_stored_encrypted",
     "check_synced_rows",
     "get",
-    "landed",
     "provider_records",
     "wait_for",
 )
@@ -42,36 +37,6 @@ _LINK_NEXT = re.compile(r"<([^>]+)>\s*;\s*rel=\"?next\"?")
 
 class FlowError(AssertionError):
     """A check of the flow failed; the message is one line naming what and where."""
-
-
-@dataclass(frozen=True)
-class Pieces:
-    simulator: bool  # `customers-mngr provider-mock` exists
-    syncer: bool  # the syncer actor is the real one (not the foundation's placeholder)
-    api: bool  # the customers API (daemon/api) exists
-
-    @property
-    def flow(self) -> bool:
-        return self.simulator and self.syncer and self.api
-
-    def describe(self) -> str:
-        parts = (("provider-mock", self.simulator), ("syncer", self.syncer), ("api", self.api))
-        missing = [name for name, ok in parts if not ok]
-        return "full flow" if not missing else "ops only; not on main yet: " + ", ".join(missing)
-
-
-def landed() -> Pieces:
-    """Which parts of the flow the source tree has (what the binary and image are built from)."""
-    commands: set[str] = set()
-    for action in build_parser()._subparsers._group_actions:  # type: ignore[union-attr]
-        commands.update(getattr(action, "choices", None) or {})
-    from daemon.syncer import actor
-
-    return Pieces(
-        simulator="provider-mock" in commands,
-        syncer="placeholder" not in (actor.__doc__ or ""),
-        api=importlib.util.find_spec("daemon.api") is not None,
-    )
 
 
 def get(url: str, *, token: str | None = None, timeout: float = 10.0) -> tuple[int, Mapping[str, str], bytes]:
@@ -123,6 +88,19 @@ def check_synced_rows(count_rows: Callable[[], int], records: int, *, timeout: f
     wait_for(f"db: {records} customers synced from the simulator", lambda: count_rows() >= records, timeout=timeout)
     if (found := count_rows()) != records:
         raise FlowError(f"db: {found} customers stored, the simulator serves {records}")
+
+
+def check_stored_encrypted(
+    provider_url: str, records: int, fetch_row: Callable[[int], tuple[object, ...]], *, sample: int = 25
+) -> None:
+    """DB: no stored row holds a customer's card or account number, or CVV, as the provider sent it."""
+    for record in provider_records(provider_url, records)[:sample]:
+        stored = " ".join(repr(value) for value in fetch_row(int(record["id"])))
+        for name in ("credit_card_num", "cuenta_numero", "credit_card_ccv"):
+            value = str(record.get(name) or "")
+            digits = _digits(value)
+            if len(digits) >= 8 and (value in stored or digits in stored):
+                raise FlowError(f"db: customer {record['id']}'s {name} is stored in clear")
 
 
 def all_customers(api_url: str, token: str, *, limit: int = 1000) -> list[dict[str, Any]]:

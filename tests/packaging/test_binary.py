@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BUNDLE = ROOT / "dist" / "customers-mngr-bundle"  # the one-dir bundle; dist/customers-mngr links to its executable
 RECORDS = 120
 SEED = 3
-COMMANDS = ("run", "migrate", "check-config", "healthcheck", "version")
+COMMANDS = ("run", "migrate", "check-config", "healthcheck", "version", "provider-mock")
 # What the target has: no virtualenv, no PYTHONPATH, no Python on PATH.
 BARE_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"}
 
@@ -71,8 +71,7 @@ def test_every_command_runs_from_the_binary(binary: Path) -> None:
     done = _run([str(binary), "version"])
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(f"customers-mngr {__version__} (commit {head}")
-    commands = list(COMMANDS) + (["provider-mock"] if flow.landed().simulator else [])
-    for command in commands:
+    for command in COMMANDS:
         helped = _run([str(binary), command, "--help"])
         assert helped.returncode == 0, (command, helped.stderr)
         assert f"usage: customers-mngr {command}" in helped.stdout
@@ -116,7 +115,7 @@ def test_bad_config_exits_2_with_one_line(binary: Path) -> None:
 
 @pytest.fixture
 def three_processes(binary: Path, mysql: MysqlServer, fresh_db, tmp_path: Path) -> Iterator[dict[str, object]]:  # type: ignore[no-untyped-def]
-    """Simulator (once landed), syncer and api: three processes of the binary on one fresh database."""
+    """Simulator, syncer and api: three processes of the binary on one fresh database."""
     database = fresh_db()
     ports = {"api": free_port(), "metrics": free_port(), "provider": free_port()}
     env = {
@@ -133,11 +132,10 @@ def three_processes(binary: Path, mysql: MysqlServer, fresh_db, tmp_path: Path) 
     procs: dict[str, DaemonProcess] = {}
     command = [str(binary)]
     try:
-        if flow.landed().simulator:
-            args = ["provider-mock", "--host", "127.0.0.1", "--port", str(ports["provider"])]
-            args += ["--records", str(RECORDS), "--seed", str(SEED)]
-            procs["provider"] = DaemonProcess(args, BARE_ENV, command=command, log_path=tmp_path / "provider.log")
-            wait_http(f"http://127.0.0.1:{ports['provider']}/health", proc=procs["provider"].proc)
+        args = ["provider-mock", "--host", "127.0.0.1", "--port", str(ports["provider"])]
+        args += ["--records", str(RECORDS), "--seed", str(SEED)]
+        procs["provider"] = DaemonProcess(args, BARE_ENV, command=command, log_path=tmp_path / "provider.log")
+        wait_http(f"http://127.0.0.1:{ports['provider']}/health", proc=procs["provider"].proc)
         for mode in ("syncer", "api"):
             procs[mode] = DaemonProcess(
                 ["run", "--mode", mode],
@@ -164,22 +162,21 @@ def test_flow_as_three_processes(three_processes: dict[str, object], mysql: Mysq
     binary = str(ROOT / "dist" / "customers-mngr")
     for mode in ("syncer", "api"):  # the container health check, as the image runs it
         assert _run([binary, "healthcheck"], {**env, "MODE": mode}).returncode == 0, mode
-    pieces = flow.landed()
-    if pieces.simulator:
-        assert len(flow.provider_records(env["PROVIDER_URL"], RECORDS)) == RECORDS
-    if pieces.simulator and pieces.syncer:
-        database = str(three_processes["database"])
-        flow.check_synced_rows(
-            lambda: int(mysql.execute("SELECT COUNT(*) FROM customers", database=database)[0][0]), RECORDS
-        )
-    if pieces.flow:
-        counts = flow.check_flow(api_url=api_url, provider_url=env["PROVIDER_URL"], records=RECORDS)
-        assert counts == {"viewer": RECORDS, "analyst": RECORDS, "admin": RECORDS}
+    database = str(three_processes["database"])
+    flow.check_synced_rows(
+        lambda: int(mysql.execute("SELECT COUNT(*) FROM customers", database=database)[0][0]), RECORDS
+    )
+    flow.check_stored_encrypted(
+        env["PROVIDER_URL"],
+        RECORDS,
+        lambda cid: mysql.execute(f"SELECT * FROM customers WHERE id = {cid:d}", database=database)[0],
+    )
+    counts = flow.check_flow(api_url=api_url, provider_url=env["PROVIDER_URL"], records=RECORDS)
+    assert counts == {"viewer": RECORDS, "analyst": RECORDS, "admin": RECORDS}
     for name in ("api", "syncer", "provider"):
-        if name in procs:
-            code, seconds = procs[name].stop(timeout=15)
-            assert code == 0, (name, procs[name].output.decode(errors="replace")[-2000:])
-            assert seconds < 10, (name, seconds)
+        code, seconds = procs[name].stop(timeout=15)
+        assert code == 0, (name, procs[name].output.decode(errors="replace")[-2000:])
+        assert seconds < 10, (name, seconds)
 
 
 @pytest.fixture(scope="session")
