@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -14,10 +15,22 @@ from daemon.observability.metrics import Metrics
 from daemon.syncer.leader import Leadership
 from daemon.syncer.runner import PageSource, SyncRunner
 from daemon.syncer.runs import RunSummary
+from tests.support.mysql import MysqlServer
 from tests.syncer.conftest import SyncDb
 
 KEY = bytes(range(32))
 INDEX_KEY = bytes(range(200, 232))
+
+
+async def kill_connection(mysql: MysqlServer, connection_id: int | None) -> None:
+    """KILL returns before the victim session ends and frees its locks: wait until it is gone."""
+    await mysql.aexecute(f"KILL {connection_id}")
+    for _ in range(100):
+        rows = await mysql.aexecute(f"SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {connection_id}")
+        if rows[0][0] == 0:
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"connection {connection_id} still alive 5 s after KILL")
 
 
 def keyring() -> Keyring:

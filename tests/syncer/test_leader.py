@@ -14,21 +14,11 @@ from daemon.syncer.leader import LEADER_ROW, Fenced, Leadership, LeadershipLost,
 from tests.support.mysql import MysqlServer
 from tests.support.tcp_proxy import TcpProxy
 from tests.syncer.conftest import SyncDb
+from tests.syncer.support import kill_connection
 
 
 def _leadership(sdb: SyncDb, metrics: Metrics | None = None) -> Leadership:
     return Leadership(db_settings=sdb.settings.db, metrics=metrics or Metrics(CollectorRegistry()))
-
-
-async def _kill(mysql: MysqlServer, connection_id: int | None) -> None:
-    """KILL returns before the victim session ends and frees its locks: wait until it is gone."""
-    await mysql.aexecute(f"KILL {connection_id}")
-    for _ in range(100):
-        rows = await mysql.aexecute(f"SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID = {connection_id}")
-        if rows[0][0] == 0:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"connection {connection_id} still alive 5 s after KILL")
 
 
 async def _epoch(sdb: SyncDb) -> int:
@@ -61,7 +51,7 @@ async def test_killed_lock_connection_means_leadership_lost(sdb: SyncDb, mysql: 
     one = _leadership(sdb)
     try:
         assert await one.acquire() == 1
-        await _kill(mysql, one.connection_id)
+        await kill_connection(mysql, one.connection_id)
         with pytest.raises(LeadershipLost):
             await one.verify()
         assert not one.held
@@ -76,7 +66,7 @@ async def test_stale_epoch_is_fenced_and_rolled_back(sdb: SyncDb, mysql: MysqlSe
     try:
         old_epoch = await old.acquire()
         assert old_epoch == 1
-        await _kill(mysql, old.connection_id)
+        await kill_connection(mysql, old.connection_id)
         assert await new.acquire() == 2
         with pytest.raises(Fenced):
             async with sdb.db.transaction() as tx:
@@ -98,7 +88,7 @@ async def test_new_leader_waits_for_the_batch_in_flight(sdb: SyncDb, mysql: Mysq
         takeover: asyncio.Task[int | None] | None = None
         async with sdb.db.transaction() as tx:
             await fence(tx, 1)
-            await _kill(mysql, old.connection_id)
+            await kill_connection(mysql, old.connection_id)
             takeover = asyncio.create_task(new.acquire())
             await asyncio.sleep(0.5)
             assert not takeover.done(), "the epoch bump must wait for the batch holding the leader row"

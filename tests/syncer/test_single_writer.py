@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from daemon.syncer.leader import LEADER_ROW
 from tests.support.mysql import MysqlServer
 from tests.syncer.conftest import SyncDb
-from tests.syncer.support import FakePage, Harness, raw_record
+from tests.syncer.support import FakePage, Harness, kill_connection, raw_record
 
 
 async def _customers(sdb: SyncDb) -> int:
@@ -21,7 +21,7 @@ async def test_writer_whose_lock_connection_is_killed_writes_nothing_more(sdb: S
 
         async def pages() -> AsyncIterator[FakePage]:
             yield FakePage(1, [raw_record(i) for i in range(1, 21)])  # one full batch: written
-            await mysql.aexecute(f"KILL {writer.leadership.connection_id}")
+            await kill_connection(mysql, writer.leadership.connection_id)
             assert await other.leadership.acquire() == 2  # another replica takes over
             yield FakePage(2, [raw_record(i) for i in range(21, 41)])
 
