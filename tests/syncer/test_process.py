@@ -182,7 +182,7 @@ def test_run_in_development_syncs_from_the_builtin_simulator(
         _wait_rows(mysql, database, "SELECT COUNT(*) FROM sync_runs WHERE status = 'ok'", 1)
         assert proc.stop()[0] == 0
     output = proc.output.decode()
-    assert "simulator_listening" in output and "sync_run_finished" in output
+    assert "simulator_listening" in output and "sync_run_finished" in output, output[-6000:]
     assert _query(mysql, database, "SELECT COUNT(*) FROM customers")[0][0] == 75
     lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
     started = [line for line in lines if line.get("event") == "sync_run_started"]
