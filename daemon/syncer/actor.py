@@ -3,7 +3,7 @@
     run()
       loop:  take or keep the writer lock ──> not the leader: skip (logged, counted)
                                          └──> leader: one run (its row, metrics, summary line)
-             sleep until the next jittered start
+             sleep until the next jittered start (pinging the lock session meanwhile)
       finally: release the lock (closing its connection releases it anyway)
 
 Ordinary outages — the provider down, the DB gone, leadership lost — end the
@@ -27,7 +27,7 @@ from daemon.db.database import Database
 from daemon.errors import DaemonError
 from daemon.observability.logs import get_logger
 from daemon.observability.metrics import Metrics
-from daemon.syncer.leader import Leadership
+from daemon.syncer.leader import KEEPALIVE_S, Leadership, LeadershipLost
 from daemon.syncer.runner import PageSource, SyncRunner
 from daemon.syncer.runs import error_text
 from daemon.syncer.schedule import next_delay
@@ -79,9 +79,20 @@ class SyncerActor:
                 self.runs_done += 1
                 delay = next_delay(self._settings.interval_s, time.monotonic() - started, self._rand)
                 log.debug("sync_next_run", in_s=round(delay, 3))
-                await asyncio.sleep(delay)
+                await self._idle(leadership, delay)
         finally:
             await leadership.release()
+
+    async def _idle(self, leadership: Leadership, delay_s: float) -> None:
+        """Wait for the next run, pinging the lock session so the server never drops it as idle."""
+        deadline = time.monotonic() + delay_s
+        while (remaining := deadline - time.monotonic()) > 0:
+            await asyncio.sleep(min(remaining, KEEPALIVE_S))
+            if leadership.held and deadline - time.monotonic() > 0:
+                try:
+                    await leadership.verify()
+                except LeadershipLost as exc:  # taken again (or not) at the next run
+                    log.warning("sync_leadership_lost", reason=str(exc))
 
     async def _tick(self, leadership: Leadership, runner: SyncRunner) -> None:
         try:

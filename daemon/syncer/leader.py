@@ -14,6 +14,12 @@ as the connection that took it, so:
 - any error on that connection means leadership is lost (the server released
   the lock when the connection went); the next attempt reconnects. Aurora's
   read-only answer after a failover (1290) is one of those errors.
+- a connection cut by the network can outlive us on the server, still holding
+  the lock. So the lock session gets a short `wait_timeout` (the server drops
+  it after LOCK_SESSION_IDLE_TIMEOUT_S of silence; the actor pings it every
+  KEEPALIVE_S between runs), and when we reconnect and find the lock held by
+  our own previous session, we KILL that session (a user may kill its own) and
+  take the lock back instead of waiting for the server to notice.
 
 The lock alone cannot stop a writer that lost it while it was mid-run (a
 stalled process, a dropped connection it has not noticed yet). So taking the
@@ -30,7 +36,6 @@ import asyncio
 import contextlib
 import os
 import socket
-from typing import Any
 
 import asyncmy
 
@@ -43,15 +48,22 @@ from daemon.errors import DaemonError
 from daemon.observability.logs import get_logger
 from daemon.observability.metrics import Metrics
 
-__all__ = ("LEADER_ROW", "Fenced", "Leadership", "LeadershipLost", "fence")
+__all__ = ("KEEPALIVE_S", "LEADER_ROW", "Fenced", "Leadership", "LeadershipLost", "fence")
 
 log = get_logger("customers_mngr.syncer")
 
 LEADER_ROW = "customers"  # the sync_leader row of the writer of the customers table
 LOCK_PURPOSE = "syncer"
+LOCK_SESSION_IDLE_TIMEOUT_S = 90  # the server drops a silent lock session after this
+KEEPALIVE_S = 30.0  # the actor pings the lock session at least this often between runs
 _RELEASE_TIMEOUT_S = 2.0
+_ZOMBIE_WAIT_S = 5  # GET_LOCK wait after killing our own stale session (KILL returns before it ends)
 
 GET_LOCK_NOWAIT = "SELECT GET_LOCK(%s, 0)"
+GET_LOCK_WAIT = "SELECT GET_LOCK(%s, %s)"
+LOCK_HOLDER = "SELECT IS_USED_LOCK(%s)"
+KILL_SESSION = "KILL %s"
+SET_IDLE_TIMEOUT = "SET SESSION wait_timeout = %s"
 LOCK_IS_MINE = "SELECT IS_USED_LOCK(%s) = CONNECTION_ID()"
 RELEASE_LOCK = "SELECT RELEASE_LOCK(%s)"
 SELECT_CONNECTION_ID = "SELECT CONNECTION_ID()"
@@ -91,10 +103,10 @@ class Leadership:
         self._metrics = metrics
         self.lock_name = lock_name(db_settings.name, LOCK_PURPOSE)
         self.holder = (holder or f"{socket.gethostname()}:{os.getpid()}")[:200]
-        self._conn: Any = None
         self._session: Session | None = None
         self.epoch: int | None = None
         self.connection_id: int | None = None
+        self._previous_id: int | None = None  # our last lock session, possibly still alive on the server
 
     @property
     def held(self) -> bool:
@@ -113,7 +125,7 @@ class Leadership:
                 log.warning("sync_leadership_lost", reason=str(exc))
         session = await self._connect()
         try:
-            if await session.fetch_value(GET_LOCK_NOWAIT, (self.lock_name,)) != 1:
+            if not await self._take_lock(session):
                 self._close(session)
                 return None
             self._session = session
@@ -127,6 +139,19 @@ class Leadership:
         self._metrics.sync_leader_changes.inc()
         log.info("sync_leadership_taken", epoch=self.epoch, holder=self.holder)
         return self.epoch
+
+    async def _take_lock(self, session: Session) -> bool:
+        """GET_LOCK without waiting; if our own previous session still holds it, kill that one first."""
+        if await session.fetch_value(GET_LOCK_NOWAIT, (self.lock_name,)) == 1:
+            return True
+        stale = self._previous_id
+        if stale is None or await session.fetch_value(LOCK_HOLDER, (self.lock_name,)) != stale:
+            return False
+        log.warning("sync_stale_lock_session_killed", connection_id=stale)
+        await session.execute(KILL_SESSION, (stale,))
+        self._previous_id = None
+        wait = _ZOMBIE_WAIT_S
+        return bool(await session.fetch_value(GET_LOCK_WAIT, (self.lock_name, wait), timeout_s=wait + 5) == 1)
 
     async def verify(self) -> None:
         """Raise LeadershipLost unless the lock is still on our connection (any error counts as lost)."""
@@ -151,6 +176,7 @@ class Leadership:
             async with asyncio.timeout(_RELEASE_TIMEOUT_S):
                 await session.fetch_value(RELEASE_LOCK, (self.lock_name,))
         self._lose()
+        self._previous_id = None  # closed on purpose: nothing of ours is left holding the lock
         log.info("sync_leadership_released")
 
     async def _connect(self) -> Session:
@@ -163,11 +189,19 @@ class Leadership:
         except (Exception, TimeoutError) as exc:
             self._metrics.db_errors.labels(kind="unavailable").inc()
             raise to_daemon_error(exc, doing="writer lock connect") from None
-        return Session(conn, timeout_s=timeout_s, metrics=self._metrics)
+        session = Session(conn, timeout_s=timeout_s, metrics=self._metrics)
+        try:
+            await session.execute(SET_IDLE_TIMEOUT, (LOCK_SESSION_IDLE_TIMEOUT_S,))
+        except DaemonError:
+            self._close(session)
+            raise
+        return session
 
     def _lose(self) -> None:
         session, self._session = self._session, None
         was_leader = session is not None and self.epoch is not None
+        if self.connection_id is not None:
+            self._previous_id = self.connection_id
         if session is not None:
             self._close(session)
         self.epoch = None

@@ -190,14 +190,19 @@ class SyncRunner:
         return None
 
     async def _finish(self, summary: RunSummary) -> None:
-        """The run's row, metrics and summary line. Bounded, so a stop or an outage cannot hang it."""
+        """The run's row, metrics and summary line. Bounded, so a stop or an outage cannot hang it.
+
+        The metrics and the summary line come even when a stop cuts the row's update short
+        (a row left `running` is closed as abandoned by the next leader).
+        """
         try:
             async with asyncio.timeout(_FINISH_TIMEOUT_S):
                 await self._runs.finish(summary)
         except (DaemonError, TimeoutError) as exc:
             log.warning("sync_run_not_recorded", run_id=summary.run_id, error=error_text(exc))
-        record_run_metrics(self._metrics, summary)
-        log_summary(summary)
+        finally:
+            record_run_metrics(self._metrics, summary)
+            log_summary(summary)
 
 
 async def _aclose(pages: AsyncIterator[Page]) -> None:

@@ -8,6 +8,7 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from daemon.config.sync import SyncSettings
@@ -20,7 +21,7 @@ from daemon.syncer.runner import INTERRUPTED, PageSource
 from tests.support.mysql import MysqlServer
 from tests.support.tcp_proxy import TcpProxy
 from tests.syncer.conftest import SyncDb
-from tests.syncer.support import FakePage, keyring, pages_of, raw_record
+from tests.syncer.support import FakePage, keyring, kill_connection, pages_of, raw_record
 
 RECORDS = [raw_record(i) for i in range(1, 31)]
 
@@ -67,6 +68,10 @@ async def _skipped(*metrics: Metrics) -> bool:
 
 async def _metric_above(metrics: Metrics, value: float) -> bool:
     return bool(metrics.sync_runs.labels(status="failed")._value.get() >= value)
+
+
+async def _gauge_is(metrics: Metrics, value: float) -> bool:
+    return bool(metrics.sync_leader._value.get() == value)
 
 
 async def _stop(task: asyncio.Task[None]) -> None:
@@ -180,3 +185,22 @@ async def test_cancel_mid_run_rolls_back_records_and_releases(sdb: SyncDb) -> No
         assert await other.acquire() == 2
     finally:
         await other.release()
+
+
+async def test_lock_session_is_pinged_between_runs(
+    sdb: SyncDb, mysql: MysqlServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Between two runs the actor pings its lock session: a lost one is noticed before the next run."""
+    monkeypatch.setattr("daemon.syncer.actor.KEEPALIVE_S", 0.1)
+    metrics = Metrics(CollectorRegistry())
+    actor = _actor(sdb, pages_of(RECORDS), metrics=metrics, interval_s=60)
+    task = asyncio.create_task(actor.run())
+    try:
+        await _until(lambda: _has(sdb, "ok", 1))
+        assert metrics.sync_leader._value.get() == 1
+        connection_id = await sdb.db.fetch_value("SELECT IS_USED_LOCK(CONCAT('customers-mngr:syncer:', DATABASE()))")
+        await kill_connection(mysql, int(connection_id))
+        await _until(lambda: _gauge_is(metrics, 0), within_s=5)
+        assert actor.runs_done == 1, "noticed while idle, not by a run"
+    finally:
+        await _stop(task)

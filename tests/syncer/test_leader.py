@@ -10,7 +10,15 @@ from prometheus_client import CollectorRegistry
 
 from daemon.errors import DatabaseUnavailable
 from daemon.observability.metrics import Metrics
-from daemon.syncer.leader import LEADER_ROW, Fenced, Leadership, LeadershipLost, fence
+from daemon.syncer.leader import (
+    KEEPALIVE_S,
+    LEADER_ROW,
+    LOCK_SESSION_IDLE_TIMEOUT_S,
+    Fenced,
+    Leadership,
+    LeadershipLost,
+    fence,
+)
 from tests.support.mysql import MysqlServer
 from tests.support.tcp_proxy import TcpProxy
 from tests.syncer.conftest import SyncDb
@@ -133,3 +141,42 @@ async def test_release_frees_the_lock_for_others(sdb: SyncDb) -> None:
         assert await two.acquire() == 2
     finally:
         await two.release()
+
+
+async def test_our_own_stale_session_is_killed_to_take_the_lock_back(sdb: SyncDb) -> None:
+    """Reconnecting while our previous lock session lingers on the server: it is killed and the lock retaken."""
+    lingering, back = _leadership(sdb), _leadership(sdb)
+    try:
+        assert await lingering.acquire() == 1
+        back._previous_id = lingering.connection_id  # as if `lingering` were our own cut-off session
+        assert await back.acquire() == 2
+        with pytest.raises(LeadershipLost):
+            await lingering.verify()
+    finally:
+        await lingering.release()
+        await back.release()
+
+
+async def test_a_foreign_lock_holder_is_never_killed(sdb: SyncDb) -> None:
+    """Another process's lock session is left alone: we just do not lead."""
+    other, we = _leadership(sdb), _leadership(sdb)
+    try:
+        assert await other.acquire() == 1
+        we._previous_id = 1  # some earlier session of ours, not the holder
+        assert await we.acquire() is None
+        await other.verify()
+    finally:
+        await other.release()
+        await we.release()
+
+
+async def test_lock_session_has_a_short_idle_timeout(sdb: SyncDb) -> None:
+    """The server drops a silent lock session after LOCK_SESSION_IDLE_TIMEOUT_S (a zombie cannot hold the lock long)."""
+    one = _leadership(sdb)
+    try:
+        await one.acquire()
+        assert one._session is not None
+        assert await one._session.fetch_value("SELECT @@SESSION.wait_timeout") == LOCK_SESSION_IDLE_TIMEOUT_S
+        assert KEEPALIVE_S * 2 < LOCK_SESSION_IDLE_TIMEOUT_S
+    finally:
+        await one.release()
