@@ -78,7 +78,9 @@ class Store:
         ids = list(records)
         stored = {int(row[0]): (bytes(row[1]), row[2]) for row in await tx.fetch_all(select_stored_sql(len(ids)), ids)}
         rows: list[tuple[object, ...]] = []
-        for record in records.values():
+        # In id order: row locks are then taken in the same order as `keys rotate` takes them
+        # (ORDER BY id ... FOR UPDATE), so the two cannot deadlock each other.
+        for record in sorted(records.values(), key=_by_id):
             content_hash = self._keyring.content_hash(record.canonical())
             prior = stored.get(record.id)
             if prior is None:
@@ -126,6 +128,10 @@ class Store:
             if count:
                 await tx.execute(BUMP_DATA_VERSION, (TABLE,))
         return count
+
+
+def _by_id(record: ParsedRecord) -> int:
+    return record.id
 
 
 def _flat(rows: Sequence[tuple[object, ...]]) -> list[object]:

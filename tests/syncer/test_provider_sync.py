@@ -120,6 +120,10 @@ async def test_first_load_and_unchanged_resync(live: LiveFactory) -> None:
         summary = await one.sync()
         assert (summary.status, summary.counts.inserted, summary.counts.pages) == ("ok", 120, 13)
         await assert_converged(one, sim)
+        kinds = [kind for record in sim.expected().values() for kind in record.anomalies]
+        assert kinds, "the simulator sends some odd card numbers"
+        for kind in set(kinds):
+            assert one.metrics.sync_anomalies.labels(kind=kind)._value.get() == kinds.count(kind)
         version = await one.sdb.db.fetch_value("SELECT version FROM data_version")
         stamps = await one.sdb.db.fetch_all("SELECT id, updated_at FROM customers")
         again = await one.sync()

@@ -205,3 +205,11 @@ async def test_outcome_metrics_are_recorded(harness: Harness) -> None:
     assert m.sync_runs.labels(status="ok")._value.get() == 1
     assert m.sync_runs.labels(status="partial")._value.get() == 1
     assert m.sync_last_success._value.get() > 0 and m.sync_last_run._value.get() > 0
+
+
+async def test_unknown_fields_are_ignored_and_counted(harness: Harness, sdb: SyncDb) -> None:
+    """Extra provider fields are not stored; they are counted in the run and the metric."""
+    summary = await harness.sync([raw_record(1, nickname="x", extra_flag=True), raw_record(2)])
+    assert (summary.status, summary.counts.inserted, summary.counts.unknown_fields) == ("ok", 2, 2)
+    assert harness.metrics.sync_unknown_fields._value.get() == 2
+    assert await sdb.db.fetch_value("SELECT unknown_fields FROM sync_runs WHERE id = %s", (summary.run_id,)) == 2
