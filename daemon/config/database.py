@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal, cast
 from urllib.parse import SplitResult, unquote, urlsplit
 
 from daemon.config.env import EnvReader, Var
@@ -39,6 +40,15 @@ DB_POOL_MAX = Var("DB_POOL_MAX", "10", "most connections the pool opens", sectio
 DB_CONNECT_TIMEOUT_S = Var(
     "DB_CONNECT_TIMEOUT_S", "60", "total seconds to wait for the DB at start (then exit 3)", section=_S
 )
+DB_TLS = Var(
+    "DB_TLS",
+    "disabled",
+    "disabled, required (encrypted, certificate not checked) or verify_identity (CA chain and host name checked)",
+    section=_S,
+)
+DB_TLS_CA = Var(
+    "DB_TLS_CA", None, "PEM bundle of the DB's CA (e.g. the RDS global bundle); default: system CAs", section=_S
+)
 DB_QUERY_TIMEOUT_S = Var("DB_QUERY_TIMEOUT_S", "10", "seconds before one query is abandoned", section=_S)
 
 DB_VARS = (
@@ -53,7 +63,12 @@ DB_VARS = (
     DB_POOL_MAX,
     DB_CONNECT_TIMEOUT_S,
     DB_QUERY_TIMEOUT_S,
+    DB_TLS,
+    DB_TLS_CA,
 )
+
+DbTls = Literal["disabled", "required", "verify_identity"]
+DB_TLS_MODES: tuple[DbTls, ...] = ("disabled", "required", "verify_identity")
 
 # Schema names are quoted into DDL (CREATE DATABASE), so only plain identifiers pass.
 _DB_NAME_RE = re.compile(r"^[A-Za-z0-9_]{1,64}$")
@@ -71,6 +86,8 @@ class DbSettings:
     pool_max: int
     connect_timeout_s: float
     query_timeout_s: float
+    tls: DbTls = "disabled"
+    tls_ca: Path | None = None
     source: str  # which variables supplied the connection, for check-config
 
     def redacted_url(self) -> str:
@@ -108,8 +125,21 @@ def read_db(env: EnvReader) -> DbSettings:
         pool_max=pool_max,
         connect_timeout_s=env.number(DB_CONNECT_TIMEOUT_S, low=0.1, high=3600),
         query_timeout_s=env.number(DB_QUERY_TIMEOUT_S, low=0.1, high=600),
+        tls=cast(DbTls, env.choice(DB_TLS, DB_TLS_MODES)),
+        tls_ca=_tls_ca(env),
         source=source,
     )
+
+
+def _tls_ca(env: EnvReader) -> Path | None:
+    """The CA bundle must exist now: a typo found at the first connection would be a retry loop."""
+    text = env.optional(DB_TLS_CA)
+    if text is None:
+        return None
+    path = Path(text)
+    if not path.is_file():
+        raise ConfigError(DB_TLS_CA.name, f"{text!r} is not a readable file", "the path of a PEM CA bundle")
+    return path
 
 
 def _from_url(env: EnvReader) -> tuple[dict[str, Any], str]:

@@ -10,6 +10,7 @@ denied) fail at once.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -47,7 +48,22 @@ def connect_args(settings: DbSettings, *, with_db: bool = True, timeout_s: float
     }
     if with_db:
         args["db"] = settings.name
+    if settings.tls != "disabled":
+        args["ssl"] = tls_context(settings)
     return args
+
+
+def tls_context(settings: DbSettings) -> ssl.SSLContext:
+    """TLS to the DB. `verify_identity` checks the chain (DB_TLS_CA or the system CAs) and the host name.
+
+    A server without TLS fails the handshake: the connection is never silently downgraded.
+    """
+    context = ssl.create_default_context(cafile=str(settings.tls_ca) if settings.tls_ca else None)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    if settings.tls == "required":
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
 
 
 async def wait_for(

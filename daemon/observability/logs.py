@@ -131,6 +131,21 @@ def configure_logging(settings: LogSettings, *, stream: TextIO | None = None) ->
     root.setLevel(_LEVELS[settings.level])
     # aiohttp's own access log is replaced by ours (route template, no headers).
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    driver = logging.getLogger("asyncmy")
+    if not any(isinstance(f, _DriverNoise) for f in driver.filters):
+        driver.addFilter(_DriverNoise())
+
+
+class _DriverNoise(logging.Filter):
+    """asyncmy logs every server warning of a statement. Two are expected and would repeat per start or
+    per batch: notes from `IF NOT EXISTS` DDL, and MySQL 8's deprecation of `VALUES()` in upserts (1287),
+    which the SQL keeps on purpose because MariaDB has no alternative syntax."""
+
+    _EXPECTED = ("already exists", "database exists", "is deprecated and will be removed")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(text in message for text in self._EXPECTED)
 
 
 def _isatty(stream: TextIO) -> bool:

@@ -1,0 +1,144 @@
+"""A private MariaDB with TLS required, for testing the daemon's TLS to the DB.
+
+The shared server has TLS disabled (and must not be touched), so this starts
+its own `mariadbd` on a free loopback port with a throwaway CA and server
+certificate and no grant checks (root connects without a password), and
+stops it at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import ipaddress
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+__all__ = ("TlsMariaDb", "tls_mariadb")
+
+MARIADBD = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
+INSTALL_DB = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
+
+
+@dataclass(frozen=True)
+class TlsMariaDb:
+    port: int
+    ca: Path  # the CA that signed the server certificate
+    other_ca: Path  # a CA that did not
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _write_pem(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def _ca(name: str) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    return key, cert
+
+
+def _make_certs(folder: Path) -> tuple[Path, Path, Path, Path]:
+    ca_key, ca_cert = _ca("customers-mngr test CA")
+    _, other_cert = _ca("some other CA")
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    pem = serialization.Encoding.PEM
+    return (
+        _write_pem(folder / "ca.pem", ca_cert.public_bytes(pem)),
+        _write_pem(folder / "other-ca.pem", other_cert.public_bytes(pem)),
+        _write_pem(folder / "server.pem", cert.public_bytes(pem)),
+        _write_pem(
+            folder / "server.key",
+            key.private_bytes(pem, serialization.PrivateFormat.TraditionalOpenSSL, serialization.NoEncryption()),
+        ),
+    )
+
+
+@contextlib.contextmanager
+def tls_mariadb(folder: Path) -> Iterator[TlsMariaDb]:
+    ca, other_ca, cert, key = _make_certs(folder)
+    data = folder / "data"
+    subprocess.run(
+        [INSTALL_DB, "--no-defaults", f"--datadir={data}", "--skip-test-db", "--user=root"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            MARIADBD,
+            "--no-defaults",
+            f"--datadir={data}",
+            f"--socket={folder / 'sock'}",
+            f"--port={port}",
+            "--bind-address=127.0.0.1",
+            "--user=root",
+            "--skip-grant-tables",
+            f"--ssl-ca={ca}",
+            f"--ssl-cert={cert}",
+            f"--ssl-key={key}",
+            f"--pid-file={folder / 'pid'}",
+            f"--log-error={folder / 'error.log'}",
+            "--innodb-buffer-pool-size=16M",
+            "--skip-log-bin",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"mariadbd exited: {(folder / 'error.log').read_text()[-2000:]}")
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                break
+            time.sleep(0.1)
+        yield TlsMariaDb(port=port, ca=ca, other_ca=other_ca)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
