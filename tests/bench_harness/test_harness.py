@@ -200,3 +200,12 @@ def test_merge_keeps_the_phases_not_run_again(tmp_path: Path) -> None:
     full = Report(Machine("CPU", 2, 24.0, "3.11", "MariaDB", "abc", "now"), quick=False)
     assert not full.merge(tmp_path / "run.json")
     assert not full.merge(tmp_path / "missing.json")
+
+
+def test_image_size_parsed_from_image_test_output() -> None:
+    """The exact byte count of `make image-test`'s figures line is read; other output yields nothing."""
+    from tests.bench.startup_phase import parse_image_test
+
+    out = "image-test figures:\n  image size: 42.9MB (docker image ls; 42944906 bytes)\n  step build: 80.1 s\n"
+    assert parse_image_test(out) == 42.944906
+    assert parse_image_test("image-test: 0 passed, 1 failed") is None
