@@ -13,11 +13,16 @@ import os
 import secrets
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
+from importlib import metadata
 from pathlib import Path
 
 import aiohttp
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+from PyInstaller.archive.readers import CArchiveReader
 
 from daemon import __version__
 from daemon.db.migrate import latest_version
@@ -95,6 +100,35 @@ def test_compiled_modules_and_migrations_are_bundled(binary: Path) -> None:
     assert migrations
     for sql in migrations:
         assert (internal / "daemon" / "db" / "migrations" / sql.name).read_bytes() == sql.read_bytes(), sql.name
+
+
+def _runtime_import_names() -> set[str]:
+    """Top-level import names of the project's runtime dependencies and theirs (no extras)."""
+    by_dist: dict[str, set[str]] = {}
+    for name, dists in metadata.packages_distributions().items():
+        for dist in dists:
+            by_dist.setdefault(canonicalize_name(dist), set()).add(name)
+    todo = [Requirement(r) for r in metadata.requires("customers-mngr") or []]
+    seen: set[str] = set()
+    while todo:
+        req = todo.pop()
+        if req.marker is not None and not req.marker.evaluate({"extra": ""}):
+            continue
+        name = canonicalize_name(req.name)
+        if name in seen:
+            continue
+        seen.add(name)
+        todo.extend(Requirement(r) for r in metadata.requires(name) or [])
+    return {"daemon"} | {imp for dist in seen for imp in by_dist.get(dist, set())}
+
+
+def test_bundle_holds_only_the_runtime_dependencies(binary: Path) -> None:
+    """No development package leaks into the binary through an optional import (e.g. structlog -> rich)."""
+    pyz = CArchiveReader(str(BUNDLE / "customers-mngr")).open_embedded_archive("PYZ.pyz")
+    tops = {name.split(".")[0] for name in pyz.toc}
+    third_party = {t for t in tops if t not in sys.stdlib_module_names and not t.startswith("_")}
+    assert {"aiohttp", "asyncmy", "cryptography", "structlog", "prometheus_client", "tenacity"} <= third_party
+    assert third_party <= _runtime_import_names(), sorted(third_party - _runtime_import_names())
 
 
 def test_binary_carries_the_migrations(binary: Path, mysql: MysqlServer, fresh_db) -> None:  # type: ignore[no-untyped-def]
