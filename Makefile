@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 DATABASE_URL ?= mysql://root@127.0.0.1:3306/customers_mngr
 PYTEST := $(BIN)/python -m pytest
 
-.PHONY: help venv run test test-fast lint typecheck docs clean fmt bench bench-quick bench-profile binary image-test
+.PHONY: help venv run test test-fast lint typecheck docs clean fmt bench bench-quick bench-profile binary image-test reliability
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -50,8 +50,13 @@ binary: $(STAMP)  ## build the PyInstaller binary: dist/customers-mngr (one-dir 
 image-test: $(STAMP)  ## build docker/Dockerfile and run it for real: containers, flow, compose (needs root)
 	$(BIN)/python -m tests.packaging.image_test
 
+# `make test` runs tests/reliability too (they are under tests/); this target runs only them and
+# rewrites docs/reliability.md from the figures of the run.
+reliability: $(STAMP)  ## fault, load and hostile-input suite (~7 min): figures table, docs/reliability.md rewritten (RELIABILITY_SOAK=1: longer)
+	RELIABILITY_REPORT=docs/reliability.md $(PYTEST) -q tests/reliability
+
 clean:  ## remove build and cache folders
-	rm -rf build dist .bench .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf build dist .bench .reliability .mypy_cache .ruff_cache .pytest_cache .hypothesis
 
 fmt: $(STAMP)  ## format and autofix
 	$(BIN)/ruff format daemon tests ecs packaging

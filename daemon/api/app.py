@@ -8,13 +8,14 @@ long as the app.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Final, Protocol
 
 from aiohttp import web
 
 from daemon.api.audit import Auditor
 from daemon.api.auth import TokenStore
+from daemon.api.budget import BudgetPolicy, FailureBudget
 from daemon.api.cache import PageCache, VersionTracker
 from daemon.api.cursor import CursorCodec
 from daemon.api.handlers import CustomersApi
@@ -53,6 +54,7 @@ class ApiOptions:
     version_ttl_s: float = 0.5  # a sync's write is served at most this late
     cache_max_entries: int = 100_000  # the byte bound is what usually binds
     cache_max_bytes: int = 64 * 1024 * 1024
+    auth_budget: BudgetPolicy = field(default_factory=BudgetPolicy)  # when a client's 401s are answered late
 
 
 def build_api_app(
@@ -89,6 +91,7 @@ def build_api_app(
         audited=[r.name for r in API_ROUTES if r.audited],
         quiet=_QUIET_ROUTES,
         timeout_s=settings.request_timeout_s,
+        budget=FailureBudget(options.auth_budget),
     )
     app = web.Application(middlewares=[middleware], client_max_size=MAX_BODY_BYTES)
     app[CUSTOMERS_API] = api

@@ -6,7 +6,8 @@ cached pages are served in microseconds). In order, for every request:
 1. `X-Request-ID` taken if well-formed, else generated; bound to every log line
    of the request (structlog contextvars) and returned on the response.
 2. Limits: URI length (414), total header bytes (431), declared body size (413).
-3. The handler, within API_REQUEST_TIMEOUT_S (else 503).
+3. The handler, within API_REQUEST_TIMEOUT_S (else 503); a 401 past its client's
+   failure budget is answered late (`budget.py`).
 4. Any error becomes an RFC 9457 problem: aiohttp's 404/405, our `ApiProblem`s,
    the DB being unreachable or too slow (503 + Retry-After), anything else
    (500, logged with its traceback through the redacting log chain, never sent).
@@ -26,6 +27,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from daemon.api.audit import Auditor, AuditRecord, first_forwarded
+from daemon.api.budget import FailureBudget
 from daemon.api.context import STATE, RequestState, request_id_from
 from daemon.api.problems import ApiProblem, problem_response
 from daemon.errors import CryptoError, DatabaseError, DatabaseUnavailable
@@ -55,8 +57,10 @@ def make_middleware(
     audited: Collection[str],
     quiet: Collection[str],
     timeout_s: float,
+    budget: FailureBudget | None = None,
 ) -> Middleware:
-    """`audited`: route names that emit audit events; `quiet`: routes logged at debug (probes)."""
+    """`audited`: route names that emit audit events; `quiet`: routes logged at debug (probes);
+    `budget`: each 401 is charged to its client, answered late past the client's budget."""
     audited_names = frozenset(audited)
     quiet_names = frozenset(quiet)
     # A concrete logger, built once: the lazy proxy re-creates one (with a stack walk) per call,
@@ -92,6 +96,8 @@ def make_middleware(
                             forwarded_for=None,
                         )
                     raise
+                if budget is not None and response.status == 401:
+                    await budget.answer_late(request.remote)
                 response.headers["X-Request-ID"] = request_id
                 response.headers["Server"] = "customers-mngr"
                 response.headers["X-Content-Type-Options"] = "nosniff"
