@@ -46,7 +46,8 @@ def test_sigterm_under_load_drains_and_releases_the_lock(
     """SIGTERM under 32 connections: no in-flight request fails, exit 0 within 10 s, the standby takes over."""
     figures = report.scenario(4, "Graceful stop under load", ASSERTS)
     database = fresh_db()
-    sim = RecordingSimulator(suite.needles, records=3000, seed=404, slow_rate=1.0, slow_ms=60)
+    records = 6000  # 120 pages of at least 100 ms: the first load is still under way at SIGTERM
+    sim = RecordingSimulator(suite.needles, records=records, seed=404, slow_rate=1.0, slow_ms=100)
     with threaded_simulator(sim), contextlib.ExitStack() as stack:
         common = {"PROVIDER_URL": sim.url, "PROVIDER_PAGE_SIZE": "50", "SYNC_BATCH_SIZE": "40"}
         env = suite.env(mysql, database, **ports("API_PORT"), SYNC_INTERVAL_S="2", **common)
@@ -73,7 +74,7 @@ def test_sigterm_under_load_drains_and_releases_the_lock(
                 trace=True,
             )
             with load:
-                time.sleep(5)
+                time.sleep(3)
                 running = bool(query(mysql, database, "SELECT 1 FROM sync_runs WHERE status = 'running'"))
                 term_at = time.time()
                 code, exit_s = daemon.stop(timeout=40)
@@ -132,6 +133,6 @@ def test_sigterm_under_load_drains_and_releases_the_lock(
     assert takeover <= TAKEOVER_BOUND_S, "the writer lock was released at exit"
     assert standby_code == 0
     assert running and cut_runs and cut_runs[-1]["status"] == "failed"
-    assert rows % 40 == 0 or rows == 3000, f"{rows} rows: a partial batch"
+    assert rows % 40 == 0 or rows == records, f"{rows} rows: a partial batch"
     assert check.sound
     figures.passed()

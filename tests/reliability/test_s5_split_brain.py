@@ -45,7 +45,8 @@ def test_cut_lock_connection_fences_the_old_leader(
     """Cutting the leader's lock connection mid-run: A writes nothing after B's epoch; B takes over; data consistent."""
     figures = report.scenario(5, "Split brain (lock connection cut)", ASSERTS)
     database = fresh_db()
-    sim = RecordingSimulator(suite.needles, records=2000, seed=505, slow_rate=1.0, slow_ms=80, churn_rate=0.02)
+    # 100 pages of at least 100 ms: A is still in its first run when its lock connection is cut.
+    sim = RecordingSimulator(suite.needles, records=5000, seed=505, slow_rate=1.0, slow_ms=100, churn_rate=0.02)
     lock = lock_name(database, LOCK_PURPOSE)
     with threaded_simulator(sim), tracking_proxy(mysql.host, mysql.port) as proxy, contextlib.ExitStack() as stack:
         common = {

@@ -164,7 +164,7 @@ def test_sixty_seconds_at_64_connections_no_errors_no_leaks(
     figures.requests = f"{result['requests']} API requests ({result['rps']:.0f}/s)"
     figures.errors = f"{errors} errors, {db_errors:g} DB errors, {restarts:g} restarts"
     figures.recovery = (
-        f"RSS {rss_base / 1024:.0f} -> {rss_end / 1024:.0f} MiB ({rss_growth:+.1%}), "
+        f"nothing to recover from; RSS {rss_base / 1024:.0f} -> {rss_end / 1024:.0f} MiB ({rss_growth:+.1%}), "
         f"fds {fds_base:.0f} -> {fds_end:.0f} ({fds_growth:+.1%})"
     )
     figures.rows = f"{comparison.compared} rows (decrypted) after the load; {versions_during} data versions during it"
