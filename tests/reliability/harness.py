@@ -22,8 +22,9 @@ import os
 import secrets
 import shutil
 import signal
+import subprocess
+import sys
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -396,16 +397,6 @@ def wait_until(predicate: Callable[[], bool], *, timeout: float, interval: float
     raise AssertionError(f"not within {timeout}s: {what}")
 
 
-def loopback_get(url: str, headers: Mapping[str, str] | None = None, timeout: float = 10.0) -> tuple[int, bytes]:
-    assert url.startswith("http://127.0.0.1:"), url
-    request = urllib.request.Request(url, headers=dict(headers or {}))
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return int(response.status), response.read()
-    except urllib.error.HTTPError as exc:
-        return int(exc.code), exc.read()
-
-
 # --- the database -----------------------------------------------------------------------------
 
 
@@ -624,9 +615,6 @@ class LoadRun:
         trace: bool = False,
         max_requests: int = 5_000_000,
     ) -> None:
-        import subprocess
-        import sys
-
         work_dir.mkdir(parents=True, exist_ok=True)
         self.result_path = suite.root / "load" / f"{scenario}-{name}.json"
         self.result_path.parent.mkdir(exist_ok=True)
@@ -742,9 +730,6 @@ class OnceResult:
 
 def sync_once(suite: Suite, scenario: str, name: str, env: Mapping[str, str], *, timeout: float = 180) -> OnceResult:
     """`python -m daemon sync --once`: stdout (its JSON line) and stderr (its logs) to files, and its peak RSS."""
-    import subprocess
-    import sys
-
     out_path = suite.logs(scenario) / f"{name}.stdout"
     err_path = suite.logs(scenario) / f"{name}.log"
     base = {k: v for k, v in os.environ.items() if k in ("PATH", "HOME", "LANG", "TMPDIR", "PYTHONPATH")}
