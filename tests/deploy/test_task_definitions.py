@@ -11,6 +11,7 @@ import base64
 import hashlib
 import json
 import re
+from pathlib import Path
 from typing import Any
 
 import botocore.session
@@ -220,13 +221,21 @@ def test_db_endpoint_per_family(family: str) -> None:
 
 
 @pytest.mark.parametrize("family", FAMILIES)
-def test_the_daemon_starts_in_production_with_exactly_this_configuration(family: str) -> None:
+def test_the_daemon_starts_in_production_with_exactly_this_configuration(family: str, tmp_path: Path) -> None:
     """load_settings accepts the family's environment plus its secrets (as ECS would inject them) in production."""
     definition = container(family)
     injected = {name: _fake_secret(name) for name in secrets_of(definition)}
     args = build_parser().parse_args(definition["command"])
-    settings = load_settings({**env_of(definition), **injected}, mode=args.mode)
+    environment = env_of(definition)
+    # TLS to Aurora is verified against the RDS bundle the image carries (packaging/db-ca/README.md);
+    # the file only exists in a deployed image, so a stand-in file takes its place here.
+    assert environment["DB_TLS"] == "verify_identity"
+    assert environment["DB_TLS_CA"].startswith("/opt/customers-mngr/db-ca/")
+    stand_in = tmp_path / "ca.pem"
+    stand_in.write_text("-----BEGIN CERTIFICATE-----\n")
+    settings = load_settings({**environment, **injected, "DB_TLS_CA": str(stand_in)}, mode=args.mode)
     assert settings.production
+    assert settings.db.tls == "verify_identity"
     assert settings.mode == MODES[family]
     assert settings.db.host == SAMPLE_VALUES[DB_ENDPOINT[family]]
     assert settings.crypto.keys is not None and settings.crypto.index_key is not None
@@ -253,3 +262,17 @@ def _fake_secret(name: str) -> str:
         "PROVIDER_AUTH_HEADER": "Bearer not-a-real-token",
     }
     return values[name]
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_db_ca_bundle_path_is_what_the_image_and_the_deploy_provide(family: str) -> None:
+    """DB_TLS_CA names the file deploy.yml downloads into packaging/db-ca/, which the Dockerfile copies."""
+    root = Path(__file__).resolve().parents[2]
+    bundle = env_of(container(family))["DB_TLS_CA"]
+    name = bundle.rsplit("/", 1)[1]
+    assert "COPY packaging/db-ca/ /opt/customers-mngr/db-ca/" in (root / "docker/Dockerfile").read_text()
+    assert bundle == f"/opt/customers-mngr/db-ca/{name}"
+    assert (
+        f"-o packaging/db-ca/{name} https://truststore.pki.rds.amazonaws.com/"
+        in (root / ".github/workflows/deploy.yml").read_text()
+    )
