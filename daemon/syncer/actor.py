@@ -4,7 +4,8 @@
       loop:  take or keep the writer lock ──> not the leader: skip (logged, counted)
                                          └──> leader: one run (its row, metrics, summary line)
              sleep until the next jittered start (pinging the lock session meanwhile)
-      finally: release the lock (closing its connection releases it anyway)
+      finally: close this leader's runs still `running`, release the lock (closing its connection
+               releases it anyway)
 
 Ordinary outages — the provider down, the DB gone, leadership lost — end the
 run as failed and the schedule goes on; the actor does not crash for them
@@ -81,6 +82,7 @@ class SyncerActor:
                 log.debug("sync_next_run", in_s=round(delay, 3))
                 await self._idle(leadership, delay)
         finally:
+            await runner.close_interrupted(leadership.epoch if leadership.held else None)
             await leadership.release()
 
     async def _idle(self, leadership: Leadership, delay_s: float) -> None:

@@ -128,6 +128,21 @@ class SyncRunner:
             await self._finish(summary)
         return summary
 
+    async def close_interrupted(self, epoch: int | None) -> None:
+        """At a stop, close this leader's run rows still `running`. Bounded; never raises.
+
+        `run()` closes its own row whatever happens once it knows the row's id; a stop that
+        lands while the row's INSERT is in flight leaves a committed row it never learnt of
+        (the next leader would close it as abandoned, but a graceful stop should not need one).
+        """
+        if epoch is None:
+            return
+        try:
+            async with asyncio.timeout(_FINISH_TIMEOUT_S):
+                await self._runs.close_own(epoch, INTERRUPTED)
+        except (DaemonError, TimeoutError) as exc:
+            log.warning("sync_runs_not_closed", leader_epoch=epoch, error=error_text(exc))
+
     async def _fetch_and_store(
         self, snap: _Snapshot, *, run_id: int, epoch: int, started: float, progress: Progress | None
     ) -> None:

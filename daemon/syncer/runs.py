@@ -64,6 +64,11 @@ FINISH_RUN = (
 )
 ABANDON_RUNS = "UPDATE sync_runs SET finished_at = NOW(6), status = 'failed', error = %s WHERE status = %s"
 ABANDONED_ERROR = "abandoned: the process running it stopped before it finished"
+# This leader's own rows still `running` when it stops: a run cancelled between its row's INSERT
+# (already committed by the server) and the moment its id was known, so the run never closed it.
+CLOSE_OWN_RUNS = (
+    "UPDATE sync_runs SET finished_at = NOW(6), status = 'failed', error = %s WHERE status = %s AND leader_epoch = %s"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +113,10 @@ class RunLog:
     async def close_abandoned(self) -> int:
         """Mark runs left `running` by a dead leader as failed. Only the lock holder calls this."""
         return await self._db.execute(ABANDON_RUNS, (ABANDONED_ERROR, RUNNING))
+
+    async def close_own(self, epoch: int, error: str) -> int:
+        """At a stop: mark this leader's runs still `running` as failed with `error`."""
+        return await self._db.execute(CLOSE_OWN_RUNS, (error, RUNNING, epoch))
 
     async def start(self, epoch: int) -> tuple[int, float]:
         """Insert the run's row; return its id and the monotonic start time."""
