@@ -18,7 +18,9 @@ Every configured key decrypts; only the active one encrypts. The blind index
 (HMAC-SHA256 of the PAN's digits under INDEX_KEY) allows exact lookup and
 de-duplication without decrypting; `content_hash` is a keyed hash (own subkey
 of INDEX_KEY) for change detection of records that contain card data
-(PCI DSS 3.5.1.1: no unkeyed hash of a PAN is stored).
+(PCI DSS 3.5.1.1: no unkeyed hash of a PAN is stored); `raw_hash` is another
+(own subkey again) of the provider's record as sent, which the syncer compares
+before validating it — its caller leaves the CVV out of what it hashes.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from __future__ import annotations
 import hmac
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Final, NoReturn
 
 from cryptography.exceptions import InvalidTag
@@ -60,6 +62,7 @@ NONCE_BYTES: Final = 12
 TAG_BYTES: Final = 16
 MAX_KEY_ID_LEN: Final = 16
 CONTENT_HASH_INFO: Final = b"customers-mngr content-hash v1"
+RAW_HASH_INFO: Final = b"customers-mngr raw-hash v1"
 
 _KEY_ID_RE: Final = re.compile(r"^[A-Za-z0-9_.-]{1,16}$")
 _KEY_ID_BYTES_RE: Final = re.compile(rb"^[A-Za-z0-9_.-]{1,16}$")
@@ -122,6 +125,7 @@ class Keyring:
         "_headers",
         "_index_key",
         "_on_failure",
+        "_raw_key",
         "key_ids",
     )
 
@@ -157,6 +161,9 @@ class Keyring:
         self._content_key = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=CONTENT_HASH_INFO).derive(
             self._index_key
         )
+        self._raw_key = HKDF(algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=RAW_HASH_INFO).derive(
+            self._index_key
+        )
         self._on_failure = on_decrypt_failure
 
     @property
@@ -181,6 +188,25 @@ class Keyring:
         nonce = os.urandom(NONCE_BYTES)
         aad = header + f"\x00{table}\x1f{column}\x1f{record_id}".encode()
         return header + nonce + cipher.encrypt(nonce, plaintext.encode(), aad)
+
+    def encrypt_fields(
+        self, plaintexts: Sequence[tuple[str, str]], *, record_id: int, table: str = "customers"
+    ) -> list[bytes]:
+        """`encrypt` of several (column, plaintext) of one record; the nonces come from one urandom call."""
+        active = self._active
+        if active is None:
+            raise CryptoError("no active key: set ENCRYPTION_ACTIVE_KEY to write encrypted values")
+        _, header, cipher = active
+        nonces = os.urandom(NONCE_BYTES * len(plaintexts))
+        place = f"\x1f{record_id}".encode()
+        context = header + f"\x00{table}\x1f".encode()
+        out: list[bytes] = []
+        start = 0
+        for column, plaintext in plaintexts:
+            nonce = nonces[start : start + NONCE_BYTES]
+            start += NONCE_BYTES
+            out.append(header + nonce + cipher.encrypt(nonce, plaintext.encode(), context + column.encode() + place))
+        return out
 
     def decrypt(self, blob: bytes, *, column: str, record_id: int, table: str = "customers") -> str:
         """The plaintext, or CryptoError (wrong or missing key, tampered, or moved from elsewhere)."""
@@ -237,6 +263,13 @@ class Keyring:
     def content_hash(self, canonical: bytes) -> bytes:
         """A keyed hash (HMAC-SHA256 under a subkey of INDEX_KEY) of a normalized record: 32 bytes."""
         return hmac.digest(self._content_key, canonical, "sha256")
+
+    def raw_hash(self, raw: bytes) -> bytes:
+        """A keyed hash (HMAC-SHA256 under its own subkey of INDEX_KEY) of a provider record as sent.
+
+        The caller must leave the CVV out of `raw` (daemon.provider.records.raw_digest_input does).
+        """
+        return hmac.digest(self._raw_key, raw, "sha256")
 
 
 def load_keyring(

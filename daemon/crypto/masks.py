@@ -30,14 +30,24 @@ def _digit_positions(value: str) -> list[int]:
     return positions
 
 
+def _ends_with_four_digits(value: str) -> bool:
+    """The usual shape (validated card and account numbers end so): the fast path below applies."""
+    tail = value[-_SHOWN:]
+    return len(tail) == _SHOWN and tail.isascii() and tail.isdigit()
+
+
 def last4(value: str) -> str:
     """The last four digits of a card or account number (non-digits ignored)."""
+    if _ends_with_four_digits(value):
+        return value[-_SHOWN:]
     positions = _digit_positions(value)
     return "".join(value[i] for i in positions[-_SHOWN:])
 
 
 def display_mask(value: str) -> str:
     """Same length as `value`; everything but the last four digits (and separators among them) masked."""
+    if _ends_with_four_digits(value):
+        return MASK_CHAR * (len(value) - _SHOWN) + value[-_SHOWN:]
     start = _digit_positions(value)[-_SHOWN]
     tail = "".join(c if c in _DIGITS or c in _SEPARATORS else MASK_CHAR for c in value[start:])
     return MASK_CHAR * start + tail

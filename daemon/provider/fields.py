@@ -35,8 +35,10 @@ __all__ = (
     "ID_MAX",
     "RULES",
     "Invalid",
+    "Normalizer",
     "luhn_ok",
     "normalize",
+    "normalizer",
 )
 
 # Rule names used in quarantine reasons (field, rule).
@@ -94,6 +96,16 @@ _DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)")
 # (which cannot be encoded as UTF-8, hence not stored) are refused.
 _BAD_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 _BAD_URL = re.compile(r"[\x00-\x20\x7f\ud800-\udfff]")
+# Fast paths: shapes that the general check (urlsplit, ipaddress, Decimal) is known to accept
+# unchanged. Anything else takes the general path, so these only save time, never decide.
+# An http(s) URL with a plain ASCII host, no user info or port, then printable ASCII.
+_PLAIN_URL = re.compile(r"[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9.-]+(?:[/?#][!-~]*)?")
+# Four decimal octets 0-255 without leading zeros: exactly what str(IPv4Address(text)) gives back.
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_PLAIN_IPV4 = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
+# A decimal with no sign but "-", no leading zero and at most 3 integer digits: format(Decimal(t), "f") == t.
+_PLAIN_DECIMAL = re.compile(r"(-?)(0|[1-9][0-9]{0,2})(?:\.([0-9]+))?")
+_ALL_ZEROS = re.compile(r"0*")
 
 
 class Invalid(Exception):
@@ -104,6 +116,9 @@ class Invalid(Exception):
         self.rule = rule
 
 
+Normalizer = Callable[[FieldPolicy, object, list[str]], object | None]
+
+
 def normalize(field: FieldPolicy, value: object, anomalies: list[str]) -> object | None:
     """The normalized value of `field`, None when absent; raises `Invalid`."""
     if value is None:
@@ -111,14 +126,18 @@ def normalize(field: FieldPolicy, value: object, anomalies: list[str]) -> object
     return _BY_KIND[field.kind](field, value, anomalies)
 
 
+def normalizer(field: FieldPolicy) -> Normalizer:
+    """`field`'s normalizer, for a caller that looks it up once (the value must not be None)."""
+    return _BY_KIND[field.kind]
+
+
+_LUHN_DOUBLED: Final = str.maketrans("0123456789", "0246813579")  # digit 2n-9 if n>4 else 2n
+
+
 def luhn_ok(digits: str) -> bool:
-    total = 0
-    for position, char in enumerate(reversed(digits)):
-        n = ord(char) - 48
-        if position % 2:
-            n = n * 2 - 9 if n > 4 else n * 2
-        total += n
-    return total % 10 == 0
+    """Luhn check of ASCII digits: every second digit from the right doubled (its digit sum)."""
+    doubled = digits[-2::-2].translate(_LUHN_DOUBLED)
+    return (sum(map(int, digits[-1::-2])) + sum(map(int, doubled))) % 10 == 0
 
 
 # --- building blocks -------------------------------------------------------------------
@@ -213,18 +232,27 @@ def _timestamp(field: FieldPolicy, value: object, _anomalies: list[str]) -> date
         return None
     try:
         parsed = datetime.fromisoformat(text)
-        utc = parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        zone = parsed.tzinfo
+        if zone is None:
+            utc = parsed.replace(tzinfo=UTC)
+        elif zone is UTC:  # the provider's usual "...Z": already UTC
+            utc = parsed
+        else:
+            utc = parsed.astimezone(UTC)
     except (ValueError, OverflowError):  # month 15, Feb 30, or an offset past year 1/9999
         raise Invalid(INVALID_DATE) from None
     if utc.year < YEAR_MIN:
         raise Invalid(OUT_OF_RANGE)
-    return utc.replace(microsecond=utc.microsecond // 1000 * 1000)
+    extra = utc.microsecond % 1000
+    return utc.replace(microsecond=utc.microsecond - extra) if extra else utc
 
 
 def _url(field: FieldPolicy, value: object, _anomalies: list[str]) -> str | None:
     text = _string(field, value, numbers=False)
     if text is None:
         return None
+    if _PLAIN_URL.fullmatch(text):
+        return text
     if _BAD_URL.search(text):
         raise Invalid(INVALID_URL)
     try:
@@ -242,6 +270,8 @@ def _ipv4(field: FieldPolicy, value: object, _anomalies: list[str]) -> str | Non
     text = _string(field, value, numbers=False)
     if text is None:
         return None
+    if _PLAIN_IPV4.fullmatch(text):
+        return text
     try:
         return str(ipaddress.IPv4Address(text))
     except ValueError:
@@ -253,6 +283,13 @@ def _coordinate(field: FieldPolicy, value: object, limit: int) -> str | None:
     text = _string(field, value, numbers=True)
     if text is None:
         return None
+    if isinstance(value, str) and (plain := _PLAIN_DECIMAL.fullmatch(text)) is not None:
+        sign, whole, fraction = plain.groups()
+        no_fraction = fraction is None or _ALL_ZEROS.fullmatch(fraction) is not None
+        magnitude = int(whole)
+        within = magnitude < limit or (magnitude == limit and no_fraction)
+        if within and not (sign and magnitude == 0 and no_fraction):  # "-0" and out of range: below
+            return text
     if isinstance(value, str) and not _DECIMAL.fullmatch(text):
         raise Invalid(INVALID_NUMBER)
     try:
@@ -307,7 +344,7 @@ def _never(_field: FieldPolicy, _value: object, _anomalies: list[str]) -> None:
     return None
 
 
-_BY_KIND: Final[dict[Kind, Callable[[FieldPolicy, object, list[str]], object | None]]] = {
+_BY_KIND: Final[dict[Kind, Normalizer]] = {
     Kind.ID: _id,
     Kind.TEXT: _text,
     Kind.COUNT: _count,

@@ -20,14 +20,25 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from json.encoder import encode_basestring_ascii  # the C encoder json.dumps itself uses
 from types import MappingProxyType
 from typing import Final
 
 from daemon.observability.redaction import REDACTED, scrub_text
 from daemon.policy import FIELDS, Classification, FieldPolicy
-from daemon.provider.fields import MISSING, NOT_AN_OBJECT, Invalid, normalize
+from daemon.provider.fields import ID_MAX, MISSING, NOT_AN_OBJECT, Invalid, normalizer
 
-__all__ = ("RECORD", "ParsedRecord", "Rejected", "format_timestamp", "parse_record", "stored_fields")
+__all__ = (
+    "NORMALIZATION_VERSION",
+    "RECORD",
+    "ParsedRecord",
+    "Rejected",
+    "format_timestamp",
+    "parse_record",
+    "quick_id",
+    "raw_digest_input",
+    "stored_fields",
+)
 
 RECORD: Final = "record"  # the "field" of a reason about the record as a whole
 
@@ -35,6 +46,23 @@ _STORED: Final = tuple(f for f in FIELDS if f.stored)
 _KNOWN: Final = frozenset(f.name for f in FIELDS)
 _PUBLIC: Final = tuple(f for f in FIELDS if f.classification is Classification.PUBLIC)
 _ID: Final = "id"
+# Each field's normalizer, looked up once: (name, normalizer, policy, stored).
+_PLAN: Final = tuple((f.name, normalizer(f), f, f.stored) for f in FIELDS)
+# What a raw record's keyed hash leaves out: the sad fields (the CVV). A keyed hash of a
+# record holding a 3-digit CVV would let whoever holds the key recover it by trying all
+# 1,000 values; PCI DSS 3.3.1 forbids keeping it in any form.
+_UNHASHED: Final = tuple(f.name for f in FIELDS if f.classification is Classification.SAD)
+# Bump when parse_record's output for some input changes (a normalization rule, a new field):
+# the sync skips a record whose raw hash matches the stored one without parsing it, which is
+# only right while the same raw record still normalizes to what was stored. It is part of the
+# raw hash, so a bump makes the next sync parse (and compare) every record once.
+NORMALIZATION_VERSION: Final = 1
+_RAW_PREFIX: Final = f"customers-mngr raw v{NORMALIZATION_VERSION}\x00".encode("ascii")
+# The canonical form's keys, sorted, each with its JSON prefix ('{"key":' then ',"key":').
+_CANONICAL_KEYS: Final = tuple(sorted(f.name for f in _STORED))
+_CANONICAL_PREFIXES: Final = tuple(
+    ("{" if i == 0 else ",") + encode_basestring_ascii(name) + ":" for i, name in enumerate(_CANONICAL_KEYS)
+)
 
 # Bounds of what a rejected record keeps: it is evidence for an operator, not a copy.
 _QUARANTINE_SCAN_CHARS: Final = 4096  # scrubbed before the final cut, so a cut never splits a PAN
@@ -56,6 +84,8 @@ def stored_fields() -> tuple[FieldPolicy, ...]:
 
 def format_timestamp(value: datetime) -> str:
     """The one text form of a normalized timestamp: UTC, milliseconds, `Z`."""
+    if value.year >= 1000:  # isoformat's fields, truncated to milliseconds, are strftime's then
+        return value.isoformat(timespec="milliseconds")[:23] + "Z"
     return f"{value:%Y-%m-%dT%H:%M:%S}.{value.microsecond // 1000:03d}Z"
 
 
@@ -69,10 +99,30 @@ class ParsedRecord:
     anomalies: tuple[str, ...] = ()
 
     def canonical(self) -> bytes:
-        """Stable bytes of `values` for the keyed content hash: sorted keys, fixed formats."""
-        return json.dumps(
-            dict(self.values), sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=_canonical_default
-        ).encode("ascii")
+        """Stable bytes of `values` for the keyed content hash: sorted keys, fixed formats.
+
+        The compact, key-sorted, ASCII JSON of `values` (timestamps as `format_timestamp`),
+        written out directly for the value types a record holds; anything else goes through
+        json.dumps. Both give the same bytes (a test checks it): stored hashes stay valid.
+        """
+        values = self.values
+        if len(values) != len(_CANONICAL_KEYS):
+            return _canonical_json(values)
+        parts: list[str] = []
+        for prefix, name in zip(_CANONICAL_PREFIXES, _CANONICAL_KEYS, strict=True):
+            value = values.get(name, _ABSENT)
+            if type(value) is str:
+                parts.append(prefix + encode_basestring_ascii(value))
+            elif value is None:
+                parts.append(prefix + "null")
+            elif type(value) is int:
+                parts.append(prefix + int.__repr__(value))
+            elif type(value) is datetime:
+                parts.append(prefix + '"' + format_timestamp(value) + '"')
+            else:  # another type, or a key missing
+                return _canonical_json(values)
+        parts.append("}")
+        return "".join(parts).encode("ascii")
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,16 +142,19 @@ def parse_record(raw: object) -> ParsedRecord | Rejected:
     values: dict[str, object] = {}
     reasons: list[tuple[str, str]] = []
     anomalies: list[str] = []
-    for policy in FIELDS:
-        try:
-            value = normalize(policy, raw.get(policy.name), anomalies)
-        except Invalid as exc:
-            reasons.append((policy.name, exc.rule))
-            continue
-        if policy.name == _ID and value is None:
+    get = raw.get
+    for name, normalize, policy, stored in _PLAN:
+        value = get(name)
+        if value is not None:
+            try:
+                value = normalize(policy, value, anomalies)
+            except Invalid as exc:
+                reasons.append((name, exc.rule))
+                continue
+        if value is None and name == _ID:
             reasons.append((_ID, MISSING))
-        elif policy.stored:
-            values[policy.name] = value
+        elif stored:
+            values[name] = value
     record_id = values.get(_ID)
     if reasons or not isinstance(record_id, int):  # the second test only narrows the type: no id is a reason
         return Rejected(
@@ -113,9 +166,58 @@ def parse_record(raw: object) -> ParsedRecord | Rejected:
     return ParsedRecord(
         id=record_id,
         values=MappingProxyType(values),
-        unknown_fields=sum(1 for key in raw if key not in _KNOWN),
-        anomalies=tuple(dict.fromkeys(anomalies)),
+        unknown_fields=unknown_field_count(raw),
+        anomalies=tuple(dict.fromkeys(anomalies)) if anomalies else (),
     )
+
+
+def unknown_field_count(raw: Mapping[object, object]) -> int:
+    """How many of a record's keys the policy does not know (ignored, counted)."""
+    keys = raw.keys()
+    return 0 if keys <= _KNOWN else len(keys - _KNOWN)
+
+
+def quick_id(raw: Mapping[str, object]) -> int | None:
+    """The record's id when it has the usual shape (ASCII digits, or an integer) and is in range.
+
+    What parse_record would make of such an id, without parsing the record; None for any
+    other shape (spaces, signs, floats, a missing id...), which then takes the full parse.
+    """
+    value = raw.get(_ID)
+    if type(value) is str:
+        if not (0 < len(value) <= 19 and value.isascii() and value.isdigit()):
+            return None
+        number = int(value)
+    elif type(value) is int:
+        number = value
+    else:
+        return None
+    return number if 1 <= number <= ID_MAX else None
+
+
+def raw_digest_input(raw: Mapping[str, object]) -> bytes | None:
+    """The bytes a raw record's keyed hash is taken of: versioned compact JSON, the CVV left out.
+
+    Keys stay in the provider's order (a reordering only costs one full parse). None when the
+    record cannot be serialized (it then always takes the full parse).
+    """
+    kept = dict(raw)
+    for name in _UNHASHED:
+        kept.pop(name, None)
+    try:
+        text = json.dumps(kept, separators=(",", ":"), ensure_ascii=True, allow_nan=True)
+    except (TypeError, ValueError, RecursionError):
+        return None
+    return _RAW_PREFIX + text.encode("ascii")
+
+
+_ABSENT: Final = object()
+
+
+def _canonical_json(values: Mapping[str, object]) -> bytes:
+    return json.dumps(
+        dict(values), sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=_canonical_default
+    ).encode("ascii")
 
 
 def _canonical_default(value: object) -> object:

@@ -5,6 +5,12 @@ arrives and written every SYNC_BATCH_SIZE; only the set of ids seen is kept
 for the whole snapshot (to find duplicates and, once the snapshot is known
 complete, the stored rows it no longer contains).
 
+The fetch-and-store stage (flow.py) overlaps its steps in one TaskGroup per
+run: the next page is fetched while the current one is processed, one batch is
+written while the next is filled, and records whose raw hash matches their
+stored row's are skipped before validation. Every task is awaited or cancelled
+before the run ends.
+
 Outcomes of a run (the `sync_runs` row, the metrics, the summary line):
 - ok: every page read, every record valid, deletions done;
 - partial: every page read, but records were quarantined, or deletions were
@@ -20,54 +26,30 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from collections.abc import AsyncIterator, Callable
 
 from daemon.config.sync import SyncSettings
 from daemon.crypto.keyring import Keyring
 from daemon.db.database import Database
-from daemon.errors import DaemonError, ProviderError
+from daemon.errors import DaemonError
 from daemon.observability.logs import get_logger
-from daemon.observability.metrics import ANOMALIES, Metrics
-from daemon.provider.records import ParsedRecord, Rejected, parse_record
+from daemon.observability.metrics import Metrics
+from daemon.syncer.flow import Flow, Page, Progress, Snapshot
 from daemon.syncer.leader import Leadership
-from daemon.syncer.runs import RunCounts, RunLog, RunStatus, RunSummary, error_text
-from daemon.syncer.store import Batch, Store
+from daemon.syncer.runs import RunLog, RunStatus, RunSummary, error_text
+from daemon.syncer.store import Store
 
 __all__ = ("Page", "PageSource", "Progress", "SyncRunner")
 
 log = get_logger("customers_mngr.syncer")
 
 
-class Page(Protocol):
-    """What the runner needs of a provider page (daemon.provider.client.Page has it)."""
-
-    @property
-    def records(self) -> Sequence[object]: ...
-
-
 # A fresh iteration over the provider's snapshot; it ends normally only once the snapshot is complete.
 PageSource = Callable[[], AsyncIterator[Page]]
-Progress = Callable[[RunCounts, float], None]  # counts so far, seconds since the run started
 
 _FINISH_TIMEOUT_S = 3.0
-_OUTCOMES = ("inserted", "updated", "unchanged", "restored", "rejected")
 EMPTY_SNAPSHOT = "the snapshot held no valid record: deletions skipped"
 INTERRUPTED = "interrupted: the process is stopping"
-
-
-@dataclass(slots=True)
-class _Snapshot:
-    """What one run accumulates: its counts, the ids seen, the batch being filled."""
-
-    counts: RunCounts = field(default_factory=RunCounts)
-    seen: set[int] = field(default_factory=set)  # valid ids of this snapshot
-    kept: set[int] = field(default_factory=set)  # ids of invalid records: stored rows stay
-    batch: Batch = field(default_factory=Batch)
-
-    def __contains__(self, record_id: object) -> bool:
-        return record_id in self.seen or record_id in self.kept
 
 
 class SyncRunner:
@@ -85,9 +67,10 @@ class SyncRunner:
     ) -> None:
         self._db = db
         self._pages = pages
-        self._batch_size = settings.batch_size
+        self.batch_size = settings.batch_size
         self._metrics = metrics
         self._leadership = leadership
+        self._keyring = keyring
         self._store = Store(db=db, keyring=keyring, leadership=leadership)
         self._runs = RunLog(db)
         self.last: RunSummary | None = None  # the latest run's summary, even one cut short by a stop
@@ -96,8 +79,8 @@ class SyncRunner:
         """One run under leadership `epoch`; its row, metrics and summary line. Re-raises bugs and cancellation."""
         await self._runs.close_abandoned()
         run_id, started = await self._runs.start(epoch)
-        log.info("sync_run_started", run_id=run_id, leader_epoch=epoch, batch_size=self._batch_size)
-        snap = _Snapshot()
+        log.info("sync_run_started", run_id=run_id, leader_epoch=epoch, batch_size=self.batch_size)
+        snap = Snapshot()
         status: RunStatus = "failed"
         complete = False
         error: str | None = None
@@ -144,61 +127,35 @@ class SyncRunner:
             log.warning("sync_runs_not_closed", leader_epoch=epoch, error=error_text(exc))
 
     async def _fetch_and_store(
-        self, snap: _Snapshot, *, run_id: int, epoch: int, started: float, progress: Progress | None
+        self, snap: Snapshot, *, run_id: int, epoch: int, started: float, progress: Progress | None
     ) -> None:
         pages = self._pages()
         try:
-            async for page in pages:
-                snap.counts.pages += 1
-                for raw in page.records:
-                    self._take(snap, parse_record(raw))
-                    if len(snap.batch) >= self._batch_size:
-                        await self._flush(snap, run_id=run_id, epoch=epoch)
-                if progress is not None:
-                    progress(snap.counts, time.monotonic() - started)
-        except ProviderError:
-            await self._flush(snap, run_id=run_id, epoch=epoch)  # what was read is valid: keep it
-            raise
+            lookups = await self._store.has_raw_hashes()  # none stored (a first load): nothing to look up
+            async with asyncio.TaskGroup() as tasks:
+                flow = Flow(
+                    tasks,
+                    snap,
+                    store=self._store,
+                    keyring=self._keyring,
+                    metrics=self._metrics,
+                    batch_size=self.batch_size,
+                    run_id=run_id,
+                    epoch=epoch,
+                    lookups=lookups,
+                )
+                failure = await flow.run(pages, started=started, progress=progress)
         finally:
             await _aclose(pages)  # a run cut short must not leave the provider's response open
-        await self._flush(snap, run_id=run_id, epoch=epoch)
+        if failure is not None:
+            raise failure
 
-    def _take(self, snap: _Snapshot, parsed: ParsedRecord | Rejected) -> None:
-        snap.counts.fetched += 1
-        if isinstance(parsed, Rejected):
-            snap.batch.rejected.append(parsed)
-            if parsed.id is not None:  # the provider still has this customer: its stored row stays
-                snap.kept.add(parsed.id)
-            return
-        if parsed.id in snap.seen:
-            snap.counts.duplicates += 1
-            self._metrics.sync_anomalies.labels(kind="duplicate_id").inc()
-        snap.seen.add(parsed.id)
-        snap.batch.records.pop(parsed.id, None)  # the last one of a duplicate wins
-        snap.batch.records[parsed.id] = parsed
-        if parsed.unknown_fields:
-            snap.counts.unknown_fields += parsed.unknown_fields
-            self._metrics.sync_unknown_fields.inc(parsed.unknown_fields)
-        for kind in parsed.anomalies:
-            if kind in ANOMALIES:  # label values stay a fixed, declared set
-                self._metrics.sync_anomalies.labels(kind=kind).inc()
-
-    async def _flush(self, snap: _Snapshot, *, run_id: int, epoch: int) -> None:
-        if not len(snap.batch):
-            return
-        batch, snap.batch = snap.batch, Batch()
-        done = await self._store.write(batch, run_id=run_id, epoch=epoch)
-        snap.counts.add(done)
-        for outcome in _OUTCOMES:
-            if value := getattr(done, outcome):
-                self._metrics.sync_records.labels(outcome=outcome).inc(value)
-
-    async def _delete_missing(self, snap: _Snapshot, *, epoch: int) -> str | None:
+    async def _delete_missing(self, snap: Snapshot, *, epoch: int) -> str | None:
         """After a complete snapshot: soft-delete what it no longer holds. A reason when skipped."""
         if not snap.seen and await self._store.count_active():
             log.warning("sync_deletions_skipped", reason=EMPTY_SNAPSHOT)
             return EMPTY_SNAPSHOT
-        deleted = await self._store.sweep(snap, epoch=epoch, batch_size=self._batch_size)
+        deleted = await self._store.sweep(snap, epoch=epoch, batch_size=self.batch_size)
         snap.counts.deleted = deleted
         if deleted:
             self._metrics.sync_records.labels(outcome="deleted").inc(deleted)

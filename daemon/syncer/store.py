@@ -1,10 +1,16 @@
 """Writing the snapshot: one fenced transaction per batch, then the soft-delete sweep.
 
-Per batch, one SELECT reads the stored content hash and deletion mark of the
-batch's ids, so an unchanged record is neither re-encrypted nor rewritten;
-the rest goes in one multi-row upsert, the invalid records into the
-quarantine, and `data_version` moves when `customers` changed — all in the
-same transaction, which starts with the leader's fence.
+Per batch, one SELECT reads the stored content hash, deletion mark and raw
+hash of the batch's ids, so an unchanged record is neither re-encrypted nor
+rewritten; the rest goes in one multi-row upsert, the invalid records into
+the quarantine, and `data_version` moves when `customers` changed — all in the
+same transaction, which starts with the leader's fence. A record whose content
+is unchanged but whose raw hash is not the stored one (rows written before raw
+hashes existed, a provider that reordered its keys) only gets its raw hash
+updated, so the next sync can skip it without parsing.
+
+`raw_hashes` (before parsing, outside any transaction) reads the raw hashes of
+live rows: the runner's skip of unchanged records. It only reads.
 """
 
 # The table name in the SQL below is the policy's constant, never input; values are %s parameters.
@@ -12,7 +18,7 @@ same transaction, which starts with the leader's fence.
 
 from __future__ import annotations
 
-from collections.abc import Container, Mapping, Sequence
+from collections.abc import Collection, Container, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -21,7 +27,16 @@ from daemon.crypto.keyring import Keyring
 from daemon.db.database import Database, Session
 from daemon.provider.records import ParsedRecord, Rejected
 from daemon.syncer.leader import Leadership, fence
-from daemon.syncer.rows import customer_row, placeholders, quarantine_row, quarantine_sql, select_stored_sql, upsert_sql
+from daemon.syncer.rows import (
+    customer_row,
+    placeholders,
+    quarantine_row,
+    quarantine_sql,
+    raw_hash_update,
+    select_raw_hashes,
+    select_stored,
+    upsert_statement,
+)
 from daemon.syncer.runs import RunCounts
 
 __all__ = ("BUMP_DATA_VERSION", "Batch", "Store")
@@ -33,6 +48,7 @@ SOFT_DELETE_HEAD = (
     f"UPDATE `{TABLE}` SET `deleted_at` = NOW(6), `updated_at` = NOW(6) WHERE `deleted_at` IS NULL AND `id` IN "
 )
 COUNT_ACTIVE = f"SELECT COUNT(*) FROM `{TABLE}` WHERE `deleted_at` IS NULL"
+ANY_RAW_HASH = f"SELECT 1 FROM `{TABLE}` WHERE `raw_hash` IS NOT NULL AND `deleted_at` IS NULL LIMIT 1"
 
 
 @dataclass(slots=True)
@@ -41,6 +57,7 @@ class Batch:
 
     records: dict[int, ParsedRecord] = field(default_factory=dict)
     rejected: list[Rejected] = field(default_factory=list)
+    raw_hashes: dict[int, bytes] = field(default_factory=dict)  # of records[id]'s raw record, when known
 
     def __len__(self) -> int:
         return len(self.records) + len(self.rejected)
@@ -60,40 +77,62 @@ class Store:
         counts = RunCounts(rejected=len(batch.rejected))
         async with self._db.transaction() as tx:
             await fence(tx, epoch)
-            rows = await self._changed_rows(tx, batch.records, counts)
+            rows, refresh = await self._changed_rows(tx, batch, counts)
             if rows:
-                await tx.execute(upsert_sql(len(rows)), _flat(rows))
+                await tx.execute(upsert_statement(rows))
                 await tx.execute(BUMP_DATA_VERSION, (TABLE,))
+            if refresh:  # not served data: data_version stays
+                await tx.execute(raw_hash_update(refresh))
             if batch.rejected:
                 quarantined = [quarantine_row(run_id, rejected) for rejected in batch.rejected]
                 await tx.execute(quarantine_sql(len(quarantined)), _flat(quarantined))
         return counts
 
+    async def raw_hashes(self, ids: Collection[int]) -> dict[int, bytes]:
+        """The stored raw hash of each live row among `ids` that has one."""
+        if not ids:
+            return {}
+        return {int(row[0]): bytes(row[1]) for row in await self._db.fetch_all(select_raw_hashes(ids))}
+
+    async def has_raw_hashes(self) -> bool:
+        """Whether any live row has a raw hash (if none does, looking them up cannot skip anything)."""
+        return await self._db.fetch_value(ANY_RAW_HASH) is not None
+
     async def _changed_rows(
-        self, tx: Session, records: Mapping[int, ParsedRecord], counts: RunCounts
-    ) -> list[tuple[object, ...]]:
-        """Classify each record against what is stored; encrypt only those to write."""
+        self, tx: Session, batch: Batch, counts: RunCounts
+    ) -> tuple[list[tuple[object, ...]], dict[int, bytes]]:
+        """Classify each record against what is stored; encrypt only those to write.
+
+        Returns the rows to upsert and the raw hashes to refresh on rows left as they are.
+        """
+        records = batch.records
         if not records:
-            return []
-        ids = list(records)
-        stored = {int(row[0]): (bytes(row[1]), row[2]) for row in await tx.fetch_all(select_stored_sql(len(ids)), ids)}
+            return [], {}
+        stored = {int(row[0]): row[1:] for row in await tx.fetch_all(select_stored(records))}
+        raw_hashes = batch.raw_hashes
         rows: list[tuple[object, ...]] = []
+        refresh: dict[int, bytes] = {}
+        keyring = self._keyring
         # In id order: row locks are then taken in the same order as `keys rotate` takes them
         # (ORDER BY id ... FOR UPDATE), so the two cannot deadlock each other.
-        for record in sorted(records.values(), key=_by_id):
-            content_hash = self._keyring.content_hash(record.canonical())
-            prior = stored.get(record.id)
+        for record_id in sorted(records):
+            record = records[record_id]
+            content_hash = keyring.content_hash(record.canonical())
+            raw_hash = raw_hashes.get(record_id)
+            prior = stored.get(record_id)
             if prior is None:
                 counts.inserted += 1
-            elif prior[1] is not None:
+            elif prior[1]:
                 counts.restored += 1
-            elif prior[0] != content_hash:
+            elif bytes(prior[0]) != content_hash:
                 counts.updated += 1
             else:
                 counts.unchanged += 1
+                if raw_hash is not None and (prior[2] is None or bytes(prior[2]) != raw_hash):
+                    refresh[record_id] = raw_hash
                 continue
-            rows.append(customer_row(record, content_hash, self._keyring))
-        return rows
+            rows.append(customer_row(record, content_hash, keyring, raw_hash))
+        return rows, refresh
 
     async def count_active(self) -> int:
         return int(await self._db.fetch_value(COUNT_ACTIVE))
@@ -128,10 +167,6 @@ class Store:
             if count:
                 await tx.execute(BUMP_DATA_VERSION, (TABLE,))
         return count
-
-
-def _by_id(record: ParsedRecord) -> int:
-    return record.id
 
 
 def _flat(rows: Sequence[tuple[object, ...]]) -> list[object]:

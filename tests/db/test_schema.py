@@ -17,7 +17,7 @@ from daemon.policy import CUSTOMERS_TABLE, Classification, Kind, by_name, column
 # character, up to 4 bytes each in UTF-8.
 ASCII_KINDS = {Kind.CARD_NUMBER, Kind.ACCOUNT_NUMBER, Kind.LATITUDE, Kind.LONGITUDE, Kind.IPV4}
 # Columns of `customers` that are bookkeeping, not provider data. A new one added by a migration goes here.
-BOOKKEEPING = {"content_hash", "created_at", "updated_at", "deleted_at"}
+BOOKKEEPING = {"content_hash", "raw_hash", "created_at", "updated_at", "deleted_at"}
 _CVV_LIKE = re.compile(r"ccv|cvv|cvc|card_verification|security_code", re.IGNORECASE)
 
 COLUMNS_OF = """

@@ -62,6 +62,10 @@ async def _has(sdb: SyncDb, status: str, n: int) -> bool:
     return await _runs(sdb, status) >= n
 
 
+async def _customers_at_least(sdb: SyncDb, n: int) -> bool:
+    return int(await sdb.db.fetch_value("SELECT COUNT(*) FROM customers")) >= n
+
+
 async def _skipped(*metrics: Metrics) -> bool:
     return any(m.sync_skipped._value.get() > 0 for m in metrics)
 
@@ -168,7 +172,8 @@ async def test_cancel_mid_run_rolls_back_records_and_releases(sdb: SyncDb) -> No
     blocked = asyncio.Event()
 
     async def hanging() -> AsyncIterator[FakePage]:
-        yield FakePage(1, RECORDS[:25])  # one full batch, committed
+        yield FakePage(1, RECORDS[:25])  # one full batch, committed (its write overlaps this prefetch: wait for it)
+        await _until(lambda: _customers_at_least(sdb, 25))
         blocked.set()
         await asyncio.sleep(3600)
         yield FakePage(2, [])

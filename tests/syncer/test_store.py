@@ -33,7 +33,7 @@ async def _stamps(sdb: SyncDb) -> list[tuple[object, ...]]:
 
 def test_columns_come_from_the_policy() -> None:
     """The upsert writes exactly the policy's columns plus the content hash, and never a CVV column."""
-    assert (*(c.name for c in policy.columns()), "content_hash") == WRITE_COLUMNS
+    assert (*(c.name for c in policy.columns()), "content_hash", "raw_hash") == WRITE_COLUMNS
     assert not any("ccv" in name or "cvv" in name for name in WRITE_COLUMNS)
 
 

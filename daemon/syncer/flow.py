@@ -1,0 +1,296 @@
+"""The fetch-and-store stage of one run: pages in, fenced batches out, the stages overlapped.
+
+Everything runs in one TaskGroup per run (see runner.py), in one asyncio thread:
+
+- **one page ahead**: the next provider page is fetched while the current one
+  is processed, never more (memory stays bounded by the page);
+- **one write in flight**: a full batch is written by a task of its own while
+  the next one is filled. The next batch's write starts only once the previous
+  one committed, so a write that fails (fenced, leadership lost, the DB) ends
+  the run with nothing after it written. Every write still checks the lock and
+  the epoch inside its own transaction (Store.write).
+- **unchanged records skip validation**: records are taken in rounds of
+  SYNC_BATCH_SIZE, each hashed as the provider sent it (keyed, its CVV left
+  out: records.raw_digest_input), and one SELECT reads the raw hashes stored
+  for the round's live rows. A record whose hash matches is unchanged and is
+  not parsed (its anomalies are not counted again; its unknown fields are).
+  Every other record — new, changed, soft-deleted (then restored), or one whose
+  row a write in flight may be changing — is parsed and goes through the batch,
+  where the content hash decides, inside the transaction, what is written.
+
+`Flow.run` never raises an Exception: it returns it, after cancelling what it
+started, so the TaskGroup around it ends without wrapping it in an
+ExceptionGroup. CancelledError propagates: the TaskGroup then cancels the
+prefetch and the write in flight, whose transaction rolls back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Protocol
+
+from daemon.crypto.keyring import Keyring
+from daemon.errors import ProviderError
+from daemon.observability.metrics import ANOMALIES, Metrics
+from daemon.provider.records import (
+    ParsedRecord,
+    Rejected,
+    parse_record,
+    quick_id,
+    raw_digest_input,
+    unknown_field_count,
+)
+from daemon.syncer.runs import RunCounts
+from daemon.syncer.store import Batch, Store
+
+__all__ = ("Flow", "Page", "Progress", "Snapshot")
+
+
+class Page(Protocol):
+    """What the runner needs of a provider page (daemon.provider.client.Page has it)."""
+
+    @property
+    def records(self) -> Sequence[object]: ...
+
+
+Progress = Callable[[RunCounts, float], None]  # counts so far, seconds since the run started
+
+_OUTCOMES: Final = ("inserted", "updated", "unchanged", "restored", "rejected")
+_END: Final = object()  # the page source ended: the snapshot is complete
+_Candidate = tuple[object, int | None, bytes | None]  # the raw record, its quick id, its raw hash
+
+
+@dataclass(slots=True)
+class Snapshot:
+    """What one run accumulates: its counts, the ids seen, the batch being filled."""
+
+    counts: RunCounts = field(default_factory=RunCounts)
+    seen: set[int] = field(default_factory=set)  # valid ids of this snapshot
+    kept: set[int] = field(default_factory=set)  # ids of invalid records: stored rows stay
+    batch: Batch = field(default_factory=Batch)
+    skipped: set[int] = field(default_factory=set)  # ids found unchanged by raw hash in the current round
+
+    def __contains__(self, record_id: object) -> bool:
+        return record_id in self.seen or record_id in self.kept
+
+
+class Flow:
+    """One run's pipeline: page prefetch, rounds of raw-hash lookups, one write in flight."""
+
+    def __init__(
+        self,
+        tasks: asyncio.TaskGroup,
+        snap: Snapshot,
+        *,
+        store: Store,
+        keyring: Keyring,
+        metrics: Metrics,
+        batch_size: int,
+        run_id: int,
+        epoch: int,
+        lookups: bool,
+    ) -> None:
+        self._tasks = tasks
+        self._snap = snap
+        self._store = store
+        self._keyring = keyring
+        self._metrics = metrics
+        self._batch_size = batch_size
+        self._run_id = run_id
+        self._epoch = epoch
+        self._lookups = lookups  # False when no stored row has a raw hash (a first load)
+        self._round: list[_Candidate] = []
+        self._next_page: asyncio.Task[object] | None = None
+        self._writing: asyncio.Task[RunCounts | Exception] | None = None
+        self._writing_ids: set[int] = set()
+        self._unsafe: set[int] = set()  # ids a write may have changed since the round's lookup read them
+
+    async def run(self, pages: AsyncIterator[Page], *, started: float, progress: Progress | None) -> Exception | None:
+        """Every page to the end, every batch committed; or the Exception that stopped it."""
+        snap = self._snap
+        try:
+            self._next_page = self._tasks.create_task(_advance(pages))
+            while True:
+                page = await self._next_page
+                self._next_page = None
+                if page is _END:
+                    break
+                if isinstance(page, ProviderError):
+                    await self._finish_round()  # what was read is valid: keep it
+                    await self._flush()
+                    await self._drain()
+                    return page
+                if isinstance(page, Exception):
+                    return page
+                self._next_page = self._tasks.create_task(_advance(pages))  # one page ahead
+                self._check_write()
+                snap.counts.pages += 1
+                for raw in page.records:  # type: ignore[attr-defined]
+                    self._add(raw)
+                    if len(self._round) >= self._batch_size:
+                        await self._finish_round()
+                if progress is not None:
+                    progress(snap.counts, time.monotonic() - started)
+            await self._finish_round()
+            await self._flush()
+            await self._drain()
+            return None
+        except Exception as exc:
+            return exc
+        finally:
+            for task in (self._next_page, self._writing):
+                if task is not None and not task.done():
+                    task.cancel()  # the TaskGroup waits for them; a write in flight rolls back
+
+    # --- rounds: raw hashes, lookup, skip or parse ------------------------------------------
+
+    def _add(self, raw: object) -> None:
+        """Queue one provider record for this round, with its quick id and raw hash when it has them.
+
+        The raw hash is computed even when no lookup is made (a first load): it is stored with the row.
+        """
+        if not isinstance(raw, dict):
+            self._round.append((raw, None, None))
+            return
+        record_id = quick_id(raw)
+        digest = raw_digest_input(raw) if record_id is not None else None
+        self._round.append((raw, record_id, None if digest is None else self._keyring.raw_hash(digest)))
+
+    async def _finish_round(self) -> None:
+        """Look the round's raw hashes up, skip the unchanged records, parse the others in order."""
+        candidates, self._round = self._round, []
+        if not candidates:
+            return
+        stored: dict[int, bytes] = {}
+        if self._lookups:
+            ids = {record_id for _, record_id, digest in candidates if digest is not None and record_id is not None}
+            # A write in flight may change rows this lookup reads, before or after it commits.
+            writing = self._writing is not None and not self._writing.done()
+            self._unsafe = set(self._writing_ids) if writing else set()
+            stored = await self._store.raw_hashes(ids)
+        snap = self._snap
+        for raw, record_id, digest in candidates:
+            if (
+                digest is not None
+                and record_id is not None
+                and stored.get(record_id) == digest
+                and record_id not in self._unsafe
+            ):
+                self._skip(record_id, raw)  # type: ignore[arg-type]  # a candidate with a digest is a dict
+                continue
+            parsed = parse_record(raw)
+            same = isinstance(parsed, ParsedRecord) and parsed.id == record_id
+            self._take(parsed, digest if same else None)
+            if len(snap.batch) >= self._batch_size:
+                await self._flush()
+        self._count_skipped()
+
+    def _skip(self, record_id: int, raw: Mapping[object, object]) -> None:
+        """A record whose raw hash is its live row's: unchanged, not parsed."""
+        snap = self._snap
+        snap.counts.fetched += 1
+        self._see(record_id)
+        snap.skipped.add(record_id)
+        snap.batch.records.pop(record_id, None)  # an earlier record of the id, superseded by this one
+        snap.batch.raw_hashes.pop(record_id, None)
+        if unknown := unknown_field_count(raw):
+            self._unknown(unknown)
+
+    def _take(self, parsed: ParsedRecord | Rejected, raw_hash: bytes | None) -> None:
+        snap = self._snap
+        snap.counts.fetched += 1
+        if isinstance(parsed, Rejected):
+            snap.batch.rejected.append(parsed)
+            if parsed.id is not None:  # the provider still has this customer: its stored row stays
+                snap.kept.add(parsed.id)
+            return
+        record_id = parsed.id
+        self._see(record_id)
+        snap.skipped.discard(record_id)  # a later record of the id: this one counts
+        records = snap.batch.records
+        records.pop(record_id, None)  # the last one of a duplicate wins
+        records[record_id] = parsed
+        if raw_hash is None:
+            snap.batch.raw_hashes.pop(record_id, None)
+        else:
+            snap.batch.raw_hashes[record_id] = raw_hash
+        if parsed.unknown_fields:
+            self._unknown(parsed.unknown_fields)
+        for kind in parsed.anomalies:
+            if kind in ANOMALIES:  # label values stay a fixed, declared set
+                self._metrics.sync_anomalies.labels(kind=kind).inc()
+
+    def _see(self, record_id: int) -> None:
+        snap = self._snap
+        if record_id in snap.seen:
+            snap.counts.duplicates += 1
+            self._metrics.sync_anomalies.labels(kind="duplicate_id").inc()
+        snap.seen.add(record_id)
+
+    def _unknown(self, count: int) -> None:
+        self._snap.counts.unknown_fields += count
+        self._metrics.sync_unknown_fields.inc(count)
+
+    def _count_skipped(self) -> None:
+        snap = self._snap
+        if snap.skipped:
+            snap.counts.unchanged += len(snap.skipped)
+            self._metrics.sync_records.labels(outcome="unchanged").inc(len(snap.skipped))
+            snap.skipped = set()
+
+    # --- writes: one in flight ----------------------------------------------------------------
+
+    async def _flush(self) -> None:
+        """Start writing the batch filled so far, once the write before it has committed."""
+        snap = self._snap
+        if not len(snap.batch):
+            return
+        batch, snap.batch = snap.batch, Batch()
+        await self._drain()
+        self._writing_ids = set(batch.records)
+        self._unsafe |= self._writing_ids
+        self._writing = self._tasks.create_task(self._write(batch))
+
+    async def _write(self, batch: Batch) -> RunCounts | Exception:
+        try:
+            done = await self._store.write(batch, run_id=self._run_id, epoch=self._epoch)
+        except Exception as exc:  # handed to the pipeline, which stops: nothing after it is written
+            return exc
+        self._written(done)  # counted once committed, even if the run is stopped right after
+        return done
+
+    def _written(self, done: RunCounts) -> None:
+        self._snap.counts.add(done)
+        for outcome in _OUTCOMES:
+            if value := getattr(done, outcome):
+                self._metrics.sync_records.labels(outcome=outcome).inc(value)
+
+    def _check_write(self) -> None:
+        """Stop as soon as a finished write failed, rather than at the next batch."""
+        if self._writing is not None and self._writing.done():
+            result = self._writing.result()
+            if isinstance(result, Exception):
+                raise result
+
+    async def _drain(self) -> None:
+        """Wait for the write in flight; raise what it failed with."""
+        writing = self._writing
+        if writing is None:
+            return
+        result = await writing
+        self._writing = None
+        if isinstance(result, Exception):
+            raise result
+
+
+async def _advance(pages: AsyncIterator[Page]) -> object:
+    """The next page, _END, or the Exception the source raised (as a value: see Flow.run)."""
+    try:
+        return await anext(pages)
+    except StopAsyncIteration:
+        return _END
+    except Exception as exc:
+        return exc
