@@ -145,6 +145,11 @@ def luhn_ok(digits: str) -> bool:
 
 def _string(field: FieldPolicy, value: object, *, numbers: bool) -> str | None:
     """The stripped string (None if empty), converting numbers when `numbers` allows."""
+    if type(value) is str:  # the usual case first
+        text = value.strip()
+        if len(text) > field.max_len:
+            raise Invalid(TOO_LONG)
+        return text or None
     if isinstance(value, bool):  # before int: bool is an int subclass
         raise Invalid(INVALID_TYPE)
     if isinstance(value, int) and numbers:

@@ -205,13 +205,15 @@ def raw_digest_input(raw: Mapping[str, object]) -> bytes | None:
     for name in _UNHASHED:
         kept.pop(name, None)
     try:
-        text = json.dumps(kept, separators=(",", ":"), ensure_ascii=True, allow_nan=True)
+        text = _RAW_JSON(kept)
     except (TypeError, ValueError, RecursionError):
         return None
     return _RAW_PREFIX + text.encode("ascii")
 
 
 _ABSENT: Final = object()
+# Built once (json.dumps with options builds an encoder per call).
+_RAW_JSON: Final = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=True).encode
 
 
 def _canonical_json(values: Mapping[str, object]) -> bytes:

@@ -21,7 +21,7 @@ that cannot end early, whatever the session's SQL mode.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Final
@@ -136,9 +136,6 @@ def quarantine_sql(rows: int) -> str:
 
 # --- customers ---------------------------------------------------------------------------
 
-_Convert = Callable[[object, int, Keyring], object]
-
-
 def _text(value: object) -> str:
     return value if isinstance(value, str) else str(value)
 
@@ -146,59 +143,71 @@ def _text(value: object) -> str:
 def _utc_naive(value: object) -> datetime:
     """DATETIME columns hold UTC without a zone."""
     moment = value if isinstance(value, datetime) else datetime.fromisoformat(_text(value))
+    if moment.tzinfo is UTC:
+        return moment.replace(tzinfo=None)
     if moment.tzinfo is not None:
         moment = moment.astimezone(UTC).replace(tzinfo=None)
     return moment
 
 
-def _clear(field: policy.FieldPolicy) -> _Convert:
-    if field.kind is policy.Kind.TIMESTAMP:
-        return lambda value, _id, _k: _utc_naive(value)
-    if field.kind in (policy.Kind.ID, policy.Kind.COUNT):
-        return lambda value, _id, _k: int(_text(value)) if not isinstance(value, int) else value
-    return lambda value, _id, _k: _text(value)
+# What each column takes from its field (an opcode per column, decided once from the policy).
+_ID, _TEXT, _INT, _TIME, _CIPHER, _LAST4, _MASK, _BLIND = range(8)
 
 
-def _converter(column: policy.Column) -> _Convert:
-    field = policy.by_name(column.field)
-    name = column.name
+def _opcode(column: policy.Column) -> int:
     if column.role == "clear":
-        return _clear(field)
-    if column.role == "ciphertext":
-        return lambda value, record_id, keyring: keyring.encrypt(_text(value), column=name, record_id=record_id)
-    if column.role == "last4":
-        return lambda value, _id, _k: last4(_text(value))
-    if column.role == "mask":
-        return lambda value, _id, _k: display_mask(_text(value))
-    if column.role == "blind_index":
-        return lambda value, _id, keyring: keyring.blind_index(_text(value))
-    raise AssertionError(f"no storage for column role {column.role!r}")  # a new role in the policy
+        kind = policy.by_name(column.field).kind
+        if column.field == "id":
+            return _ID
+        if kind is policy.Kind.TIMESTAMP:
+            return _TIME
+        return _INT if kind in (policy.Kind.ID, policy.Kind.COUNT) else _TEXT
+    roles = {"ciphertext": _CIPHER, "last4": _LAST4, "mask": _MASK, "blind_index": _BLIND}
+    if column.role not in roles:
+        raise AssertionError(f"no storage for column role {column.role!r}")  # a new role in the policy
+    return roles[column.role]
 
 
-# (field, converter, ciphertext column or None) per column; ciphertexts are made together per record.
-_PLAN: Final = tuple((c.field, _converter(c), c.name if c.role == "ciphertext" else None) for c in _COLUMNS)
+_PLAN: Final = tuple((c.field, _opcode(c)) for c in _COLUMNS)
 _ENCRYPTED: Final = tuple((c.name, c.field) for c in _COLUMNS if c.role == "ciphertext")
 
 
 def customer_row(
     record: ParsedRecord, content_hash: bytes, keyring: Keyring, raw_hash: bytes | None = None
 ) -> tuple[object, ...]:
-    """The values of WRITE_COLUMNS for one record: encrypted, masked and indexed per the policy."""
+    """The values of WRITE_COLUMNS for one record: encrypted, masked and indexed per the policy.
+
+    The ciphertexts of a record are made in one call (one random read for all its nonces).
+    """
     values = record.values
     record_id = record.id
     plaintexts = [(name, _text(value)) for name, field in _ENCRYPTED if (value := values.get(field)) is not None]
     ciphertexts = iter(keyring.encrypt_fields(plaintexts, record_id=record_id) if plaintexts else ())
     row: list[object] = []
-    for field, convert, encrypted in _PLAN:
-        value = record_id if field == "id" else values.get(field)
+    add = row.append
+    for field, op in _PLAN:
+        if op == _ID:
+            add(record_id)
+            continue
+        value = values.get(field)
         if value is None:
-            row.append(None)
-        elif encrypted is not None:
-            row.append(next(ciphertexts))  # same order and same None filter as `plaintexts`
+            add(None)
+        elif op == _TEXT:
+            add(value if type(value) is str else _text(value))
+        elif op == _CIPHER:
+            add(next(ciphertexts))  # same order and same None filter as `plaintexts`
+        elif op == _TIME:
+            add(_utc_naive(value))
+        elif op == _INT:
+            add(value if type(value) is int else int(_text(value)))
+        elif op == _LAST4:
+            add(last4(_text(value)))
+        elif op == _MASK:
+            add(display_mask(_text(value)))
         else:
-            row.append(convert(value, record_id, keyring))
-    row.append(content_hash)
-    row.append(raw_hash)
+            add(keyring.blind_index(_text(value)))
+    add(content_hash)
+    add(raw_hash)
     return tuple(row)
 
 
