@@ -136,6 +136,7 @@ def quarantine_sql(rows: int) -> str:
 
 # --- customers ---------------------------------------------------------------------------
 
+
 def _text(value: object) -> str:
     return value if isinstance(value, str) else str(value)
 

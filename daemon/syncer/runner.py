@@ -152,9 +152,14 @@ class SyncRunner:
 
     async def _delete_missing(self, snap: Snapshot, *, epoch: int) -> str | None:
         """After a complete snapshot: soft-delete what it no longer holds. A reason when skipped."""
-        if not snap.seen and await self._store.count_active():
+        live = await self._store.count_active()
+        if not snap.seen and live:
             log.warning("sync_deletions_skipped", reason=EMPTY_SNAPSHOT)
             return EMPTY_SNAPSHOT
+        if live == len(snap.seen):
+            # Every valid id of the snapshot is a live row now (written or found unchanged), so
+            # as many live rows as ids seen means no other live row: nothing to read or delete.
+            return None
         deleted = await self._store.sweep(snap, epoch=epoch, batch_size=self.batch_size)
         snap.counts.deleted = deleted
         if deleted:
