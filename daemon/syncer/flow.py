@@ -64,6 +64,17 @@ _Candidate = tuple[object, int | None, bytes | None]  # the raw record, its quic
 
 
 @dataclass(slots=True)
+class _Round:
+    """Up to SYNC_BATCH_SIZE records in arrival order, and the lookup of their stored raw hashes."""
+
+    candidates: list[_Candidate]
+    lookup: asyncio.Task[dict[int, bytes] | Exception] | None
+    # Ids a write may change before or after the lookup reads them: the batch in flight when the
+    # lookup started, and every batch flushed until this round is classified.
+    unsafe: set[int]
+
+
+@dataclass(slots=True)
 class Snapshot:
     """What one run accumulates: its counts, the ids seen, the batch being filled."""
 
@@ -102,11 +113,11 @@ class Flow:
         self._run_id = run_id
         self._epoch = epoch
         self._lookups = lookups  # False when no stored row has a raw hash (a first load)
-        self._round: list[_Candidate] = []
+        self._round: list[_Candidate] = []  # being filled
+        self._open: list[_Round] = []  # looked up (or being), not yet classified: at most two
         self._next_page: asyncio.Task[object] | None = None
         self._writing: asyncio.Task[RunCounts | Exception] | None = None
         self._writing_ids: set[int] = set()
-        self._unsafe: set[int] = set()  # ids a write may have changed since the round's lookup read them
 
     async def run(self, pages: AsyncIterator[Page], *, started: float, progress: Progress | None) -> Exception | None:
         """Every page to the end, every batch committed; or the Exception that stopped it."""
@@ -114,12 +125,15 @@ class Flow:
         try:
             self._next_page = self._tasks.create_task(_advance(pages))
             while True:
+                if self._open and not self._next_page.done():
+                    await self._classify_open()  # the page is not there yet: use the wait
                 page = await self._next_page
                 self._next_page = None
                 if page is _END:
                     break
                 if isinstance(page, ProviderError):
-                    await self._finish_round()  # what was read is valid: keep it
+                    await self._close_round()  # what was read is valid: keep it
+                    await self._classify_open()
                     await self._flush()
                     await self._drain()
                     return page
@@ -131,17 +145,18 @@ class Flow:
                 for raw in page.records:  # type: ignore[attr-defined]
                     self._add(raw)
                     if len(self._round) >= self._batch_size:
-                        await self._finish_round()
+                        await self._close_round()
                 if progress is not None:
                     progress(snap.counts, time.monotonic() - started)
-            await self._finish_round()
+            await self._close_round()
+            await self._classify_open()
             await self._flush()
             await self._drain()
             return None
         except Exception as exc:
             return exc
         finally:
-            for task in (self._next_page, self._writing):
+            for task in (self._next_page, self._writing, *(r.lookup for r in self._open)):
                 if task is not None and not task.done():
                     task.cancel()  # the TaskGroup waits for them; a write in flight rolls back
 
@@ -159,25 +174,46 @@ class Flow:
         digest = raw_digest_input(raw) if record_id is not None else None
         self._round.append((raw, record_id, None if digest is None else self._keyring.raw_hash(digest)))
 
-    async def _finish_round(self) -> None:
-        """Look the round's raw hashes up, skip the unchanged records, parse the others in order."""
+    async def _close_round(self) -> None:
+        """Start the lookup of the round just filled; classify the round before it meanwhile.
+
+        So the lookup's round trip overlaps the classification of the previous round and the
+        reading of the next one (two rounds of raw records held at most: bounded by the batch).
+        """
         candidates, self._round = self._round, []
         if not candidates:
             return
-        stored: dict[int, bytes] = {}
+        lookup = None
         if self._lookups:
             ids = {record_id for _, record_id, digest in candidates if digest is not None and record_id is not None}
-            # A write in flight may change rows this lookup reads, before or after it commits.
-            writing = self._writing is not None and not self._writing.done()
-            self._unsafe = set(self._writing_ids) if writing else set()
-            stored = await self._store.raw_hashes(ids)
+            if ids:
+                lookup = self._tasks.create_task(_looked_up(self._store, ids))
+        writing = self._writing is not None and not self._writing.done()
+        self._open.append(_Round(candidates, lookup, set(self._writing_ids) if writing else set()))
+        if lookup is None:  # nothing to wait for: classify now (and any round before it, in order)
+            await self._classify_open()
+        elif len(self._open) > 1:
+            await self._classify(self._open[0])
+
+    async def _classify_open(self) -> None:
+        while self._open:
+            await self._classify(self._open[0])
+
+    async def _classify(self, round_: _Round) -> None:
+        """Skip the round's unchanged records, parse the others, in arrival order."""
+        stored: dict[int, bytes] = {}
+        if round_.lookup is not None:
+            found = await round_.lookup
+            if isinstance(found, Exception):
+                raise found
+            stored = found
         snap = self._snap
-        for raw, record_id, digest in candidates:
+        for raw, record_id, digest in round_.candidates:
             if (
                 digest is not None
                 and record_id is not None
                 and stored.get(record_id) == digest
-                and record_id not in self._unsafe
+                and record_id not in round_.unsafe
             ):
                 self._skip(record_id, raw)  # type: ignore[arg-type]  # a candidate with a digest is a dict
                 continue
@@ -187,6 +223,7 @@ class Flow:
             if len(snap.batch) >= self._batch_size:
                 await self._flush()
         self._count_skipped()
+        self._open.remove(round_)
 
     def _skip(self, record_id: int, raw: Mapping[object, object]) -> None:
         """A record whose raw hash is its live row's: unchanged, not parsed."""
@@ -251,7 +288,8 @@ class Flow:
         batch, snap.batch = snap.batch, Batch()
         await self._drain()
         self._writing_ids = set(batch.records)
-        self._unsafe |= self._writing_ids
+        for round_ in self._open:  # their lookups may read these rows before or after this write commits
+            round_.unsafe |= self._writing_ids
         self._writing = self._tasks.create_task(self._write(batch))
 
     async def _write(self, batch: Batch) -> RunCounts | Exception:
@@ -284,6 +322,14 @@ class Flow:
         self._writing = None
         if isinstance(result, Exception):
             raise result
+
+
+async def _looked_up(store: Store, ids: set[int]) -> dict[int, bytes] | Exception:
+    """The stored raw hashes of `ids`, or the Exception (as a value: see Flow.run)."""
+    try:
+        return await store.raw_hashes(ids)
+    except Exception as exc:
+        return exc
 
 
 async def _advance(pages: AsyncIterator[Page]) -> object:
