@@ -70,3 +70,22 @@ def test_lock_names_fit_mysql_limit() -> None:
     assert lock_name("db", "migrate") == "customers-mngr:migrate:db"
     assert len(lock_name("x" * 64, "migrate")) <= 64
     assert lock_name("a" * 64, "migrate") != lock_name("b" * 64, "migrate")
+
+
+async def test_the_raw_hash_migration_can_run_again(
+    make_settings: Callable[..., Settings], metrics: Metrics, fresh_db: Callable[[], str]
+) -> None:
+    """0003 adds customers.raw_hash once; its statements run again (a crash before its record) change nothing."""
+    settings = make_settings(fresh_db())
+    async with open_database(settings.db, metrics=metrics, create=False) as db:
+        await migrate(db)
+        (raw_hash,) = [m for m in available() if m.name == "customers_raw_hash"]
+        async with db.session() as session:
+            for statement in raw_hash.statements():
+                await session.execute(statement)
+        columns = await db.fetch_all(
+            "SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, IS_NULLABLE FROM information_schema.COLUMNS "
+            "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = 'customers' AND COLUMN_NAME = 'raw_hash'",
+            (db.name,),
+        )
+        assert [tuple(c) for c in columns] == [("raw_hash", "binary", 32, "YES")]
