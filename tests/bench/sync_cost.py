@@ -4,12 +4,13 @@
 
 Stages, on the simulator's records, with the daemon's own functions:
   decode    json.loads of the provider's page bytes (pages of 100)
-  validate  daemon.provider.records.parse_record
-  hash      Keyring.content_hash(record.canonical()) — what an unchanged re-sync compares
+  raw       quick_id + raw_digest_input + Keyring.raw_hash — what an unchanged re-sync compares
+  validate  daemon.provider.records.parse_record (records whose raw hash differs)
+  hash      Keyring.content_hash(record.canonical())
   encrypt   daemon.syncer.rows.customer_row — ciphertexts, last 4, mask, blind index
+  sql       daemon.syncer.rows.upsert_statement of 500-row batches, encoded as the driver sends it
 CPU time (not wall) so a busy machine inflates it far less than a wall clock.
-The client side of the SQL writes is measured by limit_upsert (`upsert_cpu_s`).
-Prints {"decode": us, "validate": us, "hash": us, "encrypt": us} (medians over runs).
+Prints {"decode": us, "raw": us, "validate": us, "hash": us, "encrypt": us, "sql": us} (medians over runs).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 from collections.abc import Callable
 
 from daemon.crypto.keyring import Keyring
-from daemon.provider.records import ParsedRecord, parse_record
+from daemon.provider.records import ParsedRecord, parse_record, quick_id, raw_digest_input
 from daemon.provider.simulator import Simulator
 
 __all__ = ("main", "measure")
@@ -36,7 +37,7 @@ def _cpu_us(fn: Callable[[], object], count: int) -> float:
 
 
 def measure(records: int, runs: int) -> dict[str, float]:
-    from daemon.syncer.rows import customer_row  # the syncer's own row builder
+    from daemon.syncer.rows import customer_row, upsert_statement  # the syncer's own row and SQL builders
 
     raw = list(Simulator(records=records, seed=1).records())
     pages = [json.dumps(raw[i : i + 100]).encode() for i in range(0, len(raw), 100)]
@@ -44,11 +45,18 @@ def measure(records: int, runs: int) -> dict[str, float]:
     decoded = [r for page in pages for r in json.loads(page)]
     parsed = [p for r in decoded if isinstance(p := parse_record(r), ParsedRecord)]
     hashes = [keyring.content_hash(p.canonical()) for p in parsed]
+    rows = [customer_row(p, h, keyring, h) for p, h in zip(parsed, hashes, strict=True)]
+
+    def raw_hashes() -> object:
+        return [quick_id(r) is not None and keyring.raw_hash(raw_digest_input(r) or b"") for r in decoded]
+
     stages: dict[str, Callable[[], object]] = {
         "decode": lambda: [json.loads(page) for page in pages],
+        "raw": raw_hashes,
         "validate": lambda: [parse_record(r) for r in decoded],
         "hash": lambda: [keyring.content_hash(p.canonical()) for p in parsed],
         "encrypt": lambda: [customer_row(p, h, keyring) for p, h in zip(parsed, hashes, strict=True)],
+        "sql": lambda: [upsert_statement(rows[i : i + 500]).encode() for i in range(0, len(rows), 500)],
     }
     results: dict[str, list[float]] = {name: [] for name in stages}
     for _ in range(runs):
