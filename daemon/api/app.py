@@ -8,6 +8,7 @@ long as the app.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Final, Protocol
 
@@ -22,6 +23,7 @@ from daemon.api.handlers import CustomersApi
 from daemon.api.keys import ApiKeys
 from daemon.api.middleware import MAX_BODY_BYTES, make_middleware
 from daemon.api.openapi import build_openapi, router_operations
+from daemon.api.queries import RowDecrypting
 from daemon.api.routes import API_ROUTES
 from daemon.config.http import ApiSettings
 from daemon.db.database import Database
@@ -41,6 +43,8 @@ class ApiKeyring(Protocol):
     """What the API uses of `daemon.crypto.keyring.Keyring`."""
 
     def decrypt(self, blob: bytes, *, column: str, record_id: int, table: str = ...) -> str: ...
+
+    def row_decryptor(self, columns: Sequence[str], *, table: str = ...) -> RowDecrypting: ...
 
     def blind_index(self, card_number: str) -> bytes: ...
 

@@ -140,6 +140,10 @@ class PageCache:
     def version(self) -> int | None:
         return self._version
 
+    def has_room(self, entries: int, size: int) -> bool:
+        """Whether `entries` more entries totalling `size` bytes fit without evicting anything."""
+        return len(self._entries) + entries <= self._max_entries and self._bytes + size <= self._max_bytes
+
     def get(self, version: int | None, key: Hashable) -> CachedPage | None:
         if version is None or version != self._version:
             self.misses += 1

@@ -48,6 +48,7 @@ __all__ = (
     "NONCE_BYTES",
     "TAG_BYTES",
     "Keyring",
+    "RowDecryptor",
     "ciphertext_len",
     "key_id_of",
     "load_keyring",
@@ -236,6 +237,10 @@ class Keyring:
             self._failed()
             raise CryptoError(f"{table}.{column} of record {record_id} is not a valid ciphertext") from None
 
+    def row_decryptor(self, columns: Sequence[str], *, table: str = "customers") -> RowDecryptor:
+        """Decrypts these columns of `table`'s rows with one call per row (see `RowDecryptor`)."""
+        return RowDecryptor(self, tuple(columns), table=table)
+
     def _diagnose(self, blob: bytes, *, column: str, record_id: int, table: str) -> NoReturn:
         """Raise the CryptoError that says why `blob` has no usable header."""
         try:
@@ -270,6 +275,65 @@ class Keyring:
         The caller must leave the CVV out of `raw` (daemon.provider.records.raw_digest_input does).
         """
         return hmac.digest(self._raw_key, raw, "sha256")
+
+
+class RowDecryptor:
+    """The encrypted columns of one row decrypted in one call: what `Keyring.decrypt` does per value.
+
+    A page of 100 admin rows holds 600 ciphertexts; per value, `decrypt` parses
+    keyword arguments, formats the AAD and checks the header, which costs more
+    than AES-GCM itself. Here the constant part of every column's AAD is built
+    once, the record id once per row, and the loop does only the header look-up,
+    the slicing and the AESGCM call. Results are the same values in the same
+    order; a NULL column (None) stays None.
+
+    Failure semantics are exactly `decrypt`'s: if anything in the fast loop goes
+    wrong, the row is decrypted again value by value through `Keyring.decrypt`,
+    which raises the same CryptoError (same message, first failing column
+    first) and calls the decrypt-failure hook once. Nothing is kept between calls
+    but the keyring's cipher objects: no plaintext is cached.
+    """
+
+    __slots__ = ("_by_header", "_columns", "_keyring", "_suffixes", "_table")
+
+    def __init__(self, keyring: Keyring, columns: tuple[str, ...], *, table: str) -> None:
+        self._keyring = keyring
+        self._by_header = keyring._by_header  # built once by the keyring, never changed after
+        self._columns = columns
+        self._table = table
+        # The AAD of a value is header + b"\x00table\x1fcolumn\x1f" + record id (see Keyring.encrypt).
+        self._suffixes = tuple(f"\x00{table}\x1f{column}\x1f".encode() for column in columns)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        return self._columns
+
+    def decrypt_row(self, record_id: int, blobs: Sequence[object]) -> list[str | None]:
+        """The plaintexts of `blobs` (one per column, in order), or the CryptoError `decrypt` raises."""
+        rid = f"{record_id}".encode()
+        by_header = self._by_header
+        out: list[str | None] = []
+        append = out.append
+        try:
+            for blob, suffix in zip(blobs, self._suffixes, strict=True):
+                if blob is None:
+                    append(None)
+                    continue
+                end = 2 + blob[1]  # type: ignore[index]  # anything not bytes fails and is diagnosed below
+                header = blob[:end]  # type: ignore[index]
+                # A blob shorter than header + nonce + tag cannot authenticate: AESGCM raises.
+                nonce, sealed = blob[end : end + NONCE_BYTES], blob[end + NONCE_BYTES :]  # type: ignore[index]
+                append(by_header[header].decrypt(nonce, sealed, header + suffix + rid).decode())
+        except Exception:  # re-run value by value: the exact error, the hook called once
+            return self._one_by_one(record_id, blobs)
+        return out
+
+    def _one_by_one(self, record_id: int, blobs: Sequence[object]) -> list[str | None]:
+        decrypt, table = self._keyring.decrypt, self._table
+        return [
+            None if blob is None else decrypt(blob, column=column, record_id=record_id, table=table)  # type: ignore[arg-type]
+            for blob, column in zip(blobs, self._columns, strict=True)
+        ]
 
 
 def load_keyring(
