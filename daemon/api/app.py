@@ -94,6 +94,7 @@ def build_api_app(
         auditor=Auditor(metrics),
         audited=[r.name for r in API_ROUTES if r.audited],
         quiet=_QUIET_ROUTES,
+        timed=("ready",),
         timeout_s=settings.request_timeout_s,
         budget=FailureBudget(options.auth_budget),
     )

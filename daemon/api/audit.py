@@ -8,6 +8,10 @@ chain's UTC `timestamp`), the outcome and status, how many records were
 returned (their ids when at most 100, as ranges: "1-57,59") and which
 classes of sensitive data were revealed. It never carries a
 token, an Authorization header, a query string or a field value.
+
+It is also the access-log line of these requests: `duration_ms` and `bytes`
+ride on it, so an audited request writes one line rather than an access line
+and an audit line (routes that are not audited keep the `http_request` line).
 """
 
 from __future__ import annotations
@@ -50,11 +54,13 @@ def outcome_of(status: int) -> str:
 
 
 class Auditor:
-    __slots__ = ("_log", "_metrics")
+    __slots__ = ("_children", "_log", "_metrics")
 
     def __init__(self, metrics: Metrics) -> None:
         self._metrics = metrics
         self._log = log.bind()  # concrete once (see the access log in middleware.py)
+        # Bounded (3 roles x 5 classes): label look-ups lock and hash, so each series is resolved once.
+        self._children: dict[tuple[str, str], Any] = {}
 
     def emit(
         self,
@@ -66,8 +72,12 @@ class Auditor:
         request_id: str,
         client: str | None,
         forwarded_for: str | None,
+        duration_ms: float | None = None,
+        size: int | None = None,
     ) -> None:
-        revealed = list(record.revealed) if status < 400 and record.ids else []
+        """Write the event (`duration_ms`, `size`: the access-log fields, None when no response was sent)."""
+        ok = status < 400
+        revealed = list(record.revealed) if ok and record.ids else []
         event: dict[str, Any] = {
             "token_name": record.token_name,
             "role": record.role,
@@ -75,21 +85,29 @@ class Auditor:
             "method": method,
             "outcome": outcome_of(status),
             "status": status,
-            "records": len(record.ids) if status < 400 else 0,
+            "records": len(record.ids) if ok else 0,
             "revealed": revealed,
             "request_id": request_id,
             "client": client,
+            "duration_ms": duration_ms,
+            "bytes": size,
         }
-        if status < 400 and len(record.ids) <= MAX_AUDITED_IDS:
+        if ok and len(record.ids) <= MAX_AUDITED_IDS:
             event["record_ids"] = id_ranges(record.ids)
         if forwarded_for:
             event["forwarded_for"] = forwarded_for
         if record.filters:
             event["filters"] = record.filters
         self._log.info("api_access", **event)
-        if record.role in ("viewer", "analyst", "admin"):
-            for revealed_class in revealed or ["none"]:
-                self._metrics.api_audit_events.labels(role=record.role, revealed=revealed_class).inc()
+        role = record.role
+        if role in ("viewer", "analyst", "admin"):
+            for revealed_class in revealed or ("none",):
+                child = self._children.get((role, revealed_class))
+                if child is None:
+                    child = self._children[(role, revealed_class)] = self._metrics.api_audit_events.labels(
+                        role=role, revealed=revealed_class
+                    )
+                child.inc()
 
 
 def id_ranges(ids: Sequence[int]) -> str:

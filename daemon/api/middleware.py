@@ -11,8 +11,10 @@ cached pages are served in microseconds). In order, for every request:
 4. Any error becomes an RFC 9457 problem: aiohttp's 404/405, our `ApiProblem`s,
    the DB being unreachable or too slow (503 + Retry-After), anything else
    (500, logged with its traceback through the redacting log chain, never sent).
-5. Metrics by route template, one access-log line (never headers, query strings
-   or tokens), and for audited routes exactly one audit event.
+5. Metrics by route template and exactly one log line (never headers, query
+   strings or tokens): for audited routes the audit event, which carries the
+   access-log fields (duration, bytes) too; for the others an `http_request`
+   access line (probes at debug level).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from daemon.api.budget import FailureBudget
 from daemon.api.context import STATE, RequestState, request_id_from
 from daemon.api.problems import ApiProblem, problem_response
 from daemon.errors import CryptoError, DatabaseError, DatabaseUnavailable
-from daemon.observability.logs import get_logger
+from daemon.observability.logs import debug_enabled, get_logger
 from daemon.observability.metrics import Metrics
 
 __all__ = ("MAX_BODY_BYTES", "MAX_HEADER_BYTES", "MAX_URI_CHARS", "RETRY_AFTER_S", "make_middleware")
@@ -57,21 +59,29 @@ def make_middleware(
     audited: Collection[str],
     quiet: Collection[str],
     timeout_s: float,
+    timed: Collection[str] = (),
     budget: FailureBudget | None = None,
 ) -> Middleware:
-    """`audited`: route names that emit audit events; `quiet`: routes logged at debug (probes);
-    `budget`: each 401 is charged to its client, answered late past the client's budget."""
+    """`audited`: route names that emit audit events (which are also their access-log line); `quiet`: routes
+    logged at debug (probes); `timed`: routes besides the audited ones that wait on I/O and so run within
+    `timeout_s` (the others — /health, /metrics, the OpenAPI document, unmatched paths — await nothing that
+    can hang, so they skip the timer); `budget`: each 401 is charged to its client, answered late past the
+    client's budget."""
     audited_names = frozenset(audited)
     quiet_names = frozenset(quiet)
+    timed_names = audited_names | frozenset(timed)
     # A concrete logger, built once: the lazy proxy re-creates one (with a stack walk) per call,
     # a cost paid on every request here. Logging is configured before any app is built.
     access = access_log.bind()
     # Bounded: route templates (plus "unmatched") x a fixed set of methods x the statuses we send.
     children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+    in_flight = metrics.api_in_flight
+    bind, reset = structlog.contextvars.bind_contextvars, structlog.contextvars.reset_contextvars
+    clock = time.perf_counter
 
     @web.middleware
     async def core(request: web.Request, handler: Handler) -> web.StreamResponse:
-        started = time.perf_counter()
+        started = clock()
         request_id = request_id_from(request.headers.get("X-Request-ID"))
         route = request.match_info.route
         resource = route.resource
@@ -79,41 +89,55 @@ def make_middleware(
         name = route.name
         state = RequestState(request_id, AuditRecord() if name in audited_names else None)
         request[STATE] = state
-        metrics.api_in_flight.inc()
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        in_flight.inc()
+        bound = bind(request_id=request_id)  # on every log line of the request, reset below
+        try:
             try:
-                try:
-                    response = await _guarded(request, handler, request_id, timeout_s)
-                except BaseException:  # cancelled (shutdown cut the drain short): still one audit event
-                    if state.audit is not None:
-                        auditor.emit(
-                            state.audit,
-                            endpoint=template,
-                            method=request.method,
-                            status=CANCELLED_STATUS,
-                            request_id=request_id,
-                            client=request.remote,
-                            forwarded_for=None,
-                        )
-                    raise
+                response = await _guarded(request, handler, request_id, timeout_s if name in timed_names else None)
                 if budget is not None and response.status == 401:
                     await budget.answer_late(request.remote)
-                response.headers["X-Request-ID"] = request_id
-                response.headers["Server"] = "customers-mngr"
-                response.headers["X-Content-Type-Options"] = "nosniff"
-                status = response.status
-                duration = time.perf_counter() - started
-                method = request.method if request.method in _METHODS else "other"
-                series = children.get((template, method, status))
-                if series is None:  # label look-ups lock and hash: resolve each combination once
-                    series = children[(template, method, status)] = (
-                        metrics.api_requests.labels(route=template, method=method, status=str(status)),
-                        metrics.api_request_duration.labels(route=template),
+            except BaseException:  # cancelled (shutdown cut the drain short): still one audit event
+                if state.audit is not None:
+                    auditor.emit(
+                        state.audit,
+                        endpoint=template,
+                        method=request.method,
+                        status=CANCELLED_STATUS,
+                        request_id=request_id,
+                        client=request.remote,
+                        forwarded_for=None,
+                        duration_ms=round((clock() - started) * 1000, 3),
                     )
-                series[0].inc()
-                series[1].observe(duration)
-                log_line = access.debug if name in quiet_names else access.info
-                log_line(
+                raise
+            headers = response.headers
+            headers["X-Request-ID"] = request_id
+            headers["Server"] = "customers-mngr"
+            headers["X-Content-Type-Options"] = "nosniff"
+            status = response.status
+            duration = clock() - started
+            method = request.method if request.method in _METHODS else "other"
+            series = children.get((template, method, status))
+            if series is None:  # label look-ups lock and hash: resolve each combination once
+                series = children[(template, method, status)] = (
+                    metrics.api_requests.labels(route=template, method=method, status=str(status)),
+                    metrics.api_request_duration.labels(route=template),
+                )
+            series[0].inc()
+            series[1].observe(duration)
+            if state.audit is not None:  # the audit event is this request's access-log line too
+                auditor.emit(
+                    state.audit,
+                    endpoint=template,
+                    method=method,
+                    status=status,
+                    request_id=request_id,
+                    client=request.remote,
+                    forwarded_for=first_forwarded(request.headers.get("X-Forwarded-For")),
+                    duration_ms=round(duration * 1000, 3),
+                    size=response.content_length,
+                )
+            elif name not in quiet_names or debug_enabled():
+                (access.debug if name in quiet_names else access.info)(
                     "http_request",
                     method=method,
                     route=template,
@@ -122,26 +146,21 @@ def make_middleware(
                     bytes=response.content_length,
                     token_name=state.token_name,
                 )
-                if state.audit is not None:
-                    auditor.emit(
-                        state.audit,
-                        endpoint=template,
-                        method=method,
-                        status=status,
-                        request_id=request_id,
-                        client=request.remote,
-                        forwarded_for=first_forwarded(request.headers.get("X-Forwarded-For")),
-                    )
-            finally:
-                metrics.api_in_flight.dec()
+        finally:
+            reset(**bound)
+            in_flight.dec()
         return response
 
     return core
 
 
-async def _guarded(request: web.Request, handler: Handler, request_id: str, timeout_s: float) -> web.StreamResponse:
+async def _guarded(
+    request: web.Request, handler: Handler, request_id: str, timeout_s: float | None
+) -> web.StreamResponse:
     try:
         _check_limits(request)
+        if timeout_s is None:
+            return await handler(request)
         async with asyncio.timeout(timeout_s):
             return await handler(request)
     except ApiProblem as problem:

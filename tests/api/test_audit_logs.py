@@ -1,8 +1,10 @@
-"""Audit events (PCI DSS 10.2) and the access log: complete, one per request, and free of secrets."""
+"""Audit events (PCI DSS 10.2) and the access log: complete, one line per request, and free of secrets."""
 
 from __future__ import annotations
 
+import asyncio
 import io
+from collections import Counter
 from typing import Any
 
 from daemon.api.audit import id_ranges
@@ -63,18 +65,71 @@ async def test_audit_is_never_filtered_by_log_level(api: Api) -> None:
     assert '"http_request"' not in text
 
 
-async def test_access_log_line_per_request(api: Api, logs: Logs) -> None:
-    """method, route template (not the path), status, duration, request id and token name; probes at debug."""
+async def test_one_log_line_per_request(api: Api, logs: Logs) -> None:
+    """Audited routes write only their audit event, which carries the access fields (duration, bytes); other
+    routes write an `http_request` line (method, route template, status, duration, bytes, token name); probes
+    at debug."""
     await api.get("/clientes/42?include_deleted=false", "viewer", **{"X-Request-ID": "acc-1"})
+    await api.get("/clientes?limit=0", "viewer", **{"X-Request-ID": "acc-2"})
     await api.client.get("/health")
     await api.client.get("/nope/4111111111111111")
-    lines = logs.events("http_request")
-    assert len(lines) == 2, "probes are logged at debug only"
-    item, unknown = lines
-    assert item["method"] == "GET" and item["route"] == "/clientes/{id}" and item["status"] == 200
+    await api.client.get("/openapi.json")
+    lines = logs.events()
+    item, rejected = logs.audit()
+    assert [e["request_id"] for e in lines if e["event"] in ("api_access", "http_request")][:2] == ["acc-1", "acc-2"]
+    assert not [e for e in lines if e["event"] == "http_request" and e["request_id"] in ("acc-1", "acc-2")]
+    assert item["method"] == "GET" and item["endpoint"] == "/clientes/{id}" and item["status"] == 200
     assert item["request_id"] == "acc-1" and item["token_name"] == "viewer-client"
-    assert isinstance(item["duration_ms"], float) and item["bytes"] > 0
-    assert unknown["route"] == "unmatched" and unknown["status"] == 404 and unknown["token_name"] is None
+    assert isinstance(item["duration_ms"], float) and item["bytes"] == len(
+        await (await api.get("/clientes/42", "viewer")).read()
+    )
+    assert rejected["status"] == 400 and rejected["bytes"] > 0 and rejected["duration_ms"] >= 0
+    access = logs.events("http_request")
+    assert [a["route"] for a in access] == ["unmatched", "/openapi.json"], "probes are logged at debug only"
+    unknown = access[0]
+    assert unknown["status"] == 404 and unknown["token_name"] is None and unknown["bytes"] > 0
+    assert isinstance(unknown["duration_ms"], float)
+
+
+async def test_probes_are_logged_at_debug_level(api: Api) -> None:
+    """With LOG_LEVEL=debug the probe routes get their access line too (and still one line per request)."""
+    stream = io.StringIO()
+    configure_logging(LogSettings(level="debug", format="json"), stream=stream)
+    await api.client.get("/health")
+    await api.client.get("/metrics")
+    await api.get("/clientes/1", "viewer")
+    text = stream.getvalue()
+    assert text.count('"http_request"') == 2 and text.count('"api_access"') == 1
+    assert '"level":"debug"' in text
+
+
+async def test_audit_is_complete_under_concurrent_load(api: Api, logs: Logs) -> None:
+    """N concurrent audited requests of every outcome give exactly N audit events, one per request id."""
+    paths = [
+        ("/clientes?limit=5", "viewer"),
+        ("/clientes/3", "analyst"),
+        ("/clientes/4", "admin"),
+        ("/clientes?limit=2", "admin"),
+        ("/clientes/999999", "viewer"),
+        ("/clientes?limit=0", "analyst"),
+        ("/sync/runs", "viewer"),
+        ("/clientes", None),
+    ]
+    rounds = 25
+
+    async def one(index: int) -> int:
+        path, role = paths[index % len(paths)]
+        response = await api.get(path, role, **{"X-Request-ID": f"load-{index}"})
+        await response.read()
+        return response.status
+
+    statuses = await asyncio.gather(*(one(i) for i in range(rounds * len(paths))))
+    events = [e for e in logs.audit() if e["request_id"].startswith("load-")]
+    assert len(events) == len(statuses) == rounds * len(paths)
+    assert {e["request_id"] for e in events} == {f"load-{i}" for i in range(len(statuses))}
+    assert Counter(e["status"] for e in events) == Counter(statuses)
+    assert set(statuses) == {200, 404, 400, 403, 401}
+    assert not [e for e in logs.events("http_request") if e["request_id"].startswith("load-")]
 
 
 async def test_no_token_header_or_card_number_in_logs(api: Api, logs: Logs, customers: list[dict[str, Any]]) -> None:

@@ -353,11 +353,14 @@ def test_logs_tell_the_story(running: Running) -> None:
     # bounded: a handful of lines for the whole run, not one per record
     assert len(sync_lines) < 15 < RECORDS
 
-    access = [line for line in lines if line["event"] == "http_request"]
+    # One line per request: the 8 requests are all to audited routes, so each is its audit event, which
+    # carries the access fields (routes that are not audited write an `http_request` line instead).
+    access = [line for line in lines if line["event"] in ("http_request", "api_access")]
     assert len(access) == 8 and all(re.fullmatch(r"[0-9a-f]{32}|" + WEIRD_REQUEST_ID, a["request_id"]) for a in access)
-    assert all(line.get("actor") == "api" for line in access)
+    assert all(line["event"] == "api_access" and line["logger"] == "audit" for line in access)
+    assert all(line.get("actor") == "api" and line["duration_ms"] >= 0 and line["bytes"] >= 0 for line in access)
     tagged = [line for line in lines if line.get("request_id") == WEIRD_REQUEST_ID]
-    assert {line["event"] for line in tagged} == {"http_request", "api_access"}
+    assert {line["event"] for line in tagged} == {"api_access"}
     text = output.decode()
     assert CARD not in text and "admin-token" not in text and "analyst-token" not in text
 
