@@ -69,9 +69,21 @@ def test_kill_9_at_random_moments_then_converge(
             with suite.daemon("s3", f"syncer-{n:02d}", ["run", "--mode", "syncer"], env) as daemon:
                 if n % 3 == 1:  # somewhere in start-up: imports, pool, migrations, lock, first pages
                     time.sleep(rng.uniform(0.05, 1.5))
-                else:  # somewhere in a run
-                    daemon.wait_ready(timeout=60)
-                    time.sleep(rng.uniform(0.0, 2.5))
+                else:  # somewhere in a run of this process (one lasts over a second: 30 pages of 40 ms)
+                    epoch = last_epoch
+                    wait_until(
+                        lambda epoch=epoch: bool(
+                            query(
+                                mysql,
+                                database,
+                                f"SELECT 1 FROM sync_runs WHERE status = 'running' AND leader_epoch > {epoch}",
+                            )
+                        ),
+                        timeout=60,
+                        interval=0.02,
+                        what="a run of the restarted process",
+                    )
+                    time.sleep(rng.uniform(0.0, 1.0))
                 running = bool(
                     query(
                         mysql,
