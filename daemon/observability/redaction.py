@@ -124,8 +124,35 @@ def redact_value(value: Any, depth: int = 0) -> Any:
     return scrub_text(str(value))
 
 
+# Top-level keys already classified: the same answers as is_sensitive_key, without its call and cache
+# wrappers (the keys of log events are a small, code-defined set; bounded all the same).
+_TOP_KEYS: dict[object, bool] = {}
+_TOP_KEYS_MAX = 4096
+
+
 def redact_event(_logger: Any, _method: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """structlog processor: the event with every sensitive value replaced."""
+    """structlog processor: the event with every sensitive value replaced.
+
+    Exactly `event[key] = REDACTED if is_sensitive_key(key) else redact_value(value)` for every key, with
+    redact_value's leaf cases inlined (a request's log line is mostly short strings and small ints, and
+    this runs on every line): a value left unchanged is simply not reassigned.
+    """
     for key, value in event.items():
-        event[key] = REDACTED if is_sensitive_key(key) else redact_value(value)
+        sensitive = _TOP_KEYS.get(key)
+        if sensitive is None:
+            sensitive = is_sensitive_key(key)
+            if len(_TOP_KEYS) < _TOP_KEYS_MAX:
+                _TOP_KEYS[key] = sensitive
+        if sensitive:
+            event[key] = REDACTED
+            continue
+        kind = type(value)
+        if kind is str:
+            if len(value) >= 8 and _ANY_SHAPE.search(value) is not None:
+                event[key] = scrub_text(value)
+        elif kind is int:
+            if value >= _LARGE_INT or value <= -_LARGE_INT:
+                event[key] = REDACTED
+        elif value is not None and kind is not bool and kind is not float:
+            event[key] = redact_value(value)
     return event
