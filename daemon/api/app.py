@@ -19,6 +19,7 @@ from daemon.api.auth import TokenStore
 from daemon.api.budget import BudgetPolicy, FailureBudget
 from daemon.api.cache import PageCache, VersionTracker
 from daemon.api.cursor import CursorCodec
+from daemon.api.deadlines import Deadlines
 from daemon.api.handlers import CustomersApi
 from daemon.api.keys import ApiKeys
 from daemon.api.middleware import MAX_BODY_BYTES, make_middleware
@@ -89,6 +90,7 @@ def build_api_app(
         cache=PageCache(max_entries=options.cache_max_entries, max_bytes=options.cache_max_bytes),
         metrics=metrics,
     )
+    deadlines = Deadlines()
     middleware = make_middleware(
         metrics=metrics,
         auditor=Auditor(metrics),
@@ -97,6 +99,7 @@ def build_api_app(
         timed=("ready",),
         timeout_s=settings.request_timeout_s,
         budget=FailureBudget(options.auth_budget),
+        deadlines=deadlines,
     )
     app = web.Application(middlewares=[middleware], client_max_size=MAX_BODY_BYTES)
     app[CUSTOMERS_API] = api
@@ -115,5 +118,9 @@ def build_api_app(
         # After the router froze: the document describes exactly what is served, or the start fails.
         document.append(json.dumps(build_openapi(router_operations(app)), separators=(",", ":")).encode())
 
+    async def stop_deadlines(_app: web.Application) -> None:
+        deadlines.close()
+
     app.on_startup.append(build_document)
+    app.on_cleanup.append(stop_deadlines)
     return app

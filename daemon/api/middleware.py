@@ -6,7 +6,8 @@ cached pages are served in microseconds). In order, for every request:
 1. `X-Request-ID` taken if well-formed, else generated; bound to every log line
    of the request (structlog contextvars) and returned on the response.
 2. Limits: URI length (414), total header bytes (431), declared body size (413).
-3. The handler, within API_REQUEST_TIMEOUT_S (else 503); a 401 past its client's
+3. The handler, within API_REQUEST_TIMEOUT_S (else 503; enforced by one shared
+   sweep, `deadlines.py`, at most 50 ms late); a 401 past its client's
    failure budget is answered late (`budget.py`).
 4. Any error becomes an RFC 9457 problem: aiohttp's 404/405, our `ApiProblem`s,
    the DB being unreachable or too slow (503 + Retry-After), anything else
@@ -19,7 +20,6 @@ cached pages are served in microseconds). In order, for every request:
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable, Callable, Collection
 from typing import Any, Final
@@ -31,6 +31,7 @@ from aiohttp.typedefs import Middleware
 from daemon.api.audit import Auditor, AuditRecord, first_forwarded
 from daemon.api.budget import FailureBudget
 from daemon.api.context import STATE, RequestState, request_id_from
+from daemon.api.deadlines import Deadlines
 from daemon.api.problems import ApiProblem, problem_response
 from daemon.errors import CryptoError, DatabaseError, DatabaseUnavailable
 from daemon.observability.logs import debug_enabled, get_logger
@@ -61,12 +62,14 @@ def make_middleware(
     timeout_s: float,
     timed: Collection[str] = (),
     budget: FailureBudget | None = None,
+    deadlines: Deadlines | None = None,
 ) -> Middleware:
     """`audited`: route names that emit audit events (which are also their access-log line); `quiet`: routes
     logged at debug (probes); `timed`: routes besides the audited ones that wait on I/O and so run within
     `timeout_s` (the others — /health, /metrics, the OpenAPI document, unmatched paths — await nothing that
     can hang, so they skip the timer); `budget`: each 401 is charged to its client, answered late past the
-    client's budget."""
+    client's budget; `deadlines`: where the timed routes' limits are registered (one shared sweep)."""
+    limits = deadlines if deadlines is not None else Deadlines()
     audited_names = frozenset(audited)
     quiet_names = frozenset(quiet)
     timed_names = audited_names | frozenset(timed)
@@ -93,7 +96,9 @@ def make_middleware(
         bound = bind(request_id=request_id)  # on every log line of the request, reset below
         try:
             try:
-                response = await _guarded(request, handler, request_id, timeout_s if name in timed_names else None)
+                response = await _guarded(
+                    request, handler, request_id, timeout_s if name in timed_names else None, limits
+                )
                 if budget is not None and response.status == 401:
                     await budget.answer_late(request.remote)
             except BaseException:  # cancelled (shutdown cut the drain short): still one audit event
@@ -155,13 +160,13 @@ def make_middleware(
 
 
 async def _guarded(
-    request: web.Request, handler: Handler, request_id: str, timeout_s: float | None
+    request: web.Request, handler: Handler, request_id: str, timeout_s: float | None, limits: Deadlines
 ) -> web.StreamResponse:
     try:
         _check_limits(request)
         if timeout_s is None:
             return await handler(request)
-        async with asyncio.timeout(timeout_s):
+        with limits.limit(timeout_s):  # as asyncio.timeout(timeout_s), without a timer per request
             return await handler(request)
     except ApiProblem as problem:
         return problem_response(problem, request_id=request_id)
