@@ -8,7 +8,12 @@ Everything runs in one TaskGroup per run (see runner.py), in one asyncio thread:
   the next one is filled. The next batch's write starts only once the previous
   one committed, so a write that fails (fenced, leadership lost, the DB) ends
   the run with nothing after it written. Every write still checks the lock and
-  the epoch inside its own transaction (Store.write).
+  the epoch inside its own transaction (Store.write). When most parsed records
+  will be written (an empty table, or raw hashes already sorting out the
+  unchanged), each record's content hash and row (ciphertexts, SQL literal)
+  are built as it is parsed, so that work overlaps the write in flight rather
+  than running inside the next transaction; the transaction still decides,
+  from what is stored, what is written.
 - **unchanged records skip validation**: records are taken in rounds of
   SYNC_BATCH_SIZE, each hashed as the provider sent it (keyed, its CVV left
   out: records.raw_digest_input), and one SELECT reads the raw hashes stored
@@ -103,6 +108,7 @@ class Flow:
         run_id: int,
         epoch: int,
         lookups: bool,
+        prepare: bool,
     ) -> None:
         self._tasks = tasks
         self._snap = snap
@@ -113,6 +119,7 @@ class Flow:
         self._run_id = run_id
         self._epoch = epoch
         self._lookups = lookups  # False when no stored row has a raw hash (a first load)
+        self._prepare = prepare  # build rows as records are parsed: most parsed records will be written
         self._round: list[_Candidate] = []  # being filled
         self._open: list[_Round] = []  # looked up (or being), not yet classified: at most two
         self._next_page: asyncio.Task[object] | None = None
@@ -231,8 +238,7 @@ class Flow:
         snap.counts.fetched += 1
         self._see(record_id)
         snap.skipped.add(record_id)
-        snap.batch.records.pop(record_id, None)  # an earlier record of the id, superseded by this one
-        snap.batch.raw_hashes.pop(record_id, None)
+        snap.batch.drop(record_id)  # an earlier record of the id, superseded by this one
         if unknown := unknown_field_count(raw):
             self._unknown(unknown)
 
@@ -247,13 +253,13 @@ class Flow:
         record_id = parsed.id
         self._see(record_id)
         snap.skipped.discard(record_id)  # a later record of the id: this one counts
-        records = snap.batch.records
-        records.pop(record_id, None)  # the last one of a duplicate wins
-        records[record_id] = parsed
-        if raw_hash is None:
-            snap.batch.raw_hashes.pop(record_id, None)
-        else:
-            snap.batch.raw_hashes[record_id] = raw_hash
+        batch = snap.batch
+        batch.drop(record_id)  # the last one of a duplicate wins
+        batch.records[record_id] = parsed
+        if raw_hash is not None:
+            batch.raw_hashes[record_id] = raw_hash
+        if self._prepare:
+            batch.prepared[record_id] = self._store.prepare(parsed, raw_hash)
         if parsed.unknown_fields:
             self._unknown(parsed.unknown_fields)
         for kind in parsed.anomalies:

@@ -44,6 +44,7 @@ __all__ = (
     "select_raw_hashes",
     "select_stored",
     "select_stored_sql",
+    "upsert_of_literals",
     "upsert_sql",
     "upsert_statement",
 )
@@ -95,6 +96,11 @@ def upsert_sql(rows: int) -> str:
 def upsert_statement(rows: Sequence[Sequence[object]]) -> str:
     """The multi-row upsert of `rows` (values of WRITE_COLUMNS) as one statement, values as literals."""
     return UPSERT_HEAD + values_list(rows) + UPSERT_TAIL
+
+
+def upsert_of_literals(rows: Sequence[str]) -> str:
+    """The same from rows already written as literals (daemon.db.literals.row_literal)."""
+    return UPSERT_HEAD + ",".join(rows) + UPSERT_TAIL
 
 
 @lru_cache(maxsize=8)

@@ -131,7 +131,10 @@ class SyncRunner:
     ) -> None:
         pages = self._pages()
         try:
-            lookups = await self._store.has_raw_hashes()  # none stored (a first load): nothing to look up
+            # No live row with a raw hash (a first load, or the first run after an upgrade): nothing
+            # to look up. Rows are built as records are parsed when most will be written: on an
+            # empty table, or when the lookups leave only new and changed records to parse.
+            state = await self._store.state()
             async with asyncio.TaskGroup() as tasks:
                 flow = Flow(
                     tasks,
@@ -142,7 +145,8 @@ class SyncRunner:
                     batch_size=self.batch_size,
                     run_id=run_id,
                     epoch=epoch,
-                    lookups=lookups,
+                    lookups=state.has_raw_hashes,
+                    prepare=state.has_raw_hashes or not state.has_rows,
                 )
                 failure = await flow.run(pages, started=started, progress=progress)
         finally:

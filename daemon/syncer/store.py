@@ -25,6 +25,7 @@ from typing import Final
 from daemon import policy
 from daemon.crypto.keyring import Keyring
 from daemon.db.database import Database, Session
+from daemon.db.literals import row_literal
 from daemon.provider.records import ParsedRecord, Rejected
 from daemon.syncer.leader import Leadership, fence
 from daemon.syncer.rows import (
@@ -35,11 +36,11 @@ from daemon.syncer.rows import (
     raw_hash_update,
     select_raw_hashes,
     select_stored,
-    upsert_statement,
+    upsert_of_literals,
 )
 from daemon.syncer.runs import RunCounts
 
-__all__ = ("BUMP_DATA_VERSION", "Batch", "Store")
+__all__ = ("BUMP_DATA_VERSION", "Batch", "Prepared", "Store", "TableState")
 
 TABLE: Final = policy.CUSTOMERS_TABLE
 BUMP_DATA_VERSION = "UPDATE data_version SET version = version + 1, changed_at = NOW(6) WHERE name = %s"
@@ -48,7 +49,22 @@ SOFT_DELETE_HEAD = (
     f"UPDATE `{TABLE}` SET `deleted_at` = NOW(6), `updated_at` = NOW(6) WHERE `deleted_at` IS NULL AND `id` IN "
 )
 COUNT_ACTIVE = f"SELECT COUNT(*) FROM `{TABLE}` WHERE `deleted_at` IS NULL"
-ANY_RAW_HASH = f"SELECT 1 FROM `{TABLE}` WHERE `raw_hash` IS NOT NULL AND `deleted_at` IS NULL LIMIT 1"
+# Whether the table has any row, and any live row with a raw hash (one round trip, at a run's start).
+TABLE_STATE = (
+    f"SELECT EXISTS(SELECT 1 FROM `{TABLE}`), "
+    f"EXISTS(SELECT 1 FROM `{TABLE}` WHERE `raw_hash` IS NOT NULL AND `deleted_at` IS NULL)"
+)
+
+
+Prepared = tuple[bytes, str]  # a record's content hash and the SQL literal of its row
+
+
+@dataclass(frozen=True, slots=True)
+class TableState:
+    """What a run needs to know of the table before it starts."""
+
+    has_rows: bool
+    has_raw_hashes: bool  # some live row has one: looking raw hashes up can skip records
 
 
 @dataclass(slots=True)
@@ -58,6 +74,14 @@ class Batch:
     records: dict[int, ParsedRecord] = field(default_factory=dict)
     rejected: list[Rejected] = field(default_factory=list)
     raw_hashes: dict[int, bytes] = field(default_factory=dict)  # of records[id]'s raw record, when known
+    # (content hash, row literal) of records[id], built before the write when it was likely needed
+    prepared: dict[int, Prepared] = field(default_factory=dict)
+
+    def drop(self, record_id: int) -> None:
+        """Forget a valid record (a later one of the same id supersedes it)."""
+        self.records.pop(record_id, None)
+        self.raw_hashes.pop(record_id, None)
+        self.prepared.pop(record_id, None)
 
     def __len__(self) -> int:
         return len(self.records) + len(self.rejected)
@@ -79,7 +103,7 @@ class Store:
             await fence(tx, epoch)
             rows, refresh = await self._changed_rows(tx, batch, counts)
             if rows:
-                await tx.execute(upsert_statement(rows))
+                await tx.execute(upsert_of_literals(rows))
                 await tx.execute(BUMP_DATA_VERSION, (TABLE,))
             if refresh:  # not served data: data_version stays
                 await tx.execute(raw_hash_update(refresh))
@@ -94,30 +118,38 @@ class Store:
             return {}
         return {int(row[0]): bytes(row[1]) for row in await self._db.fetch_all(select_raw_hashes(ids))}
 
-    async def has_raw_hashes(self) -> bool:
-        """Whether any live row has a raw hash (if none does, looking them up cannot skip anything)."""
-        return await self._db.fetch_value(ANY_RAW_HASH) is not None
+    async def state(self) -> TableState:
+        row = await self._db.fetch_one(TABLE_STATE)
+        return TableState(has_rows=bool(row and row[0]), has_raw_hashes=bool(row and row[1]))
 
-    async def _changed_rows(
-        self, tx: Session, batch: Batch, counts: RunCounts
-    ) -> tuple[list[tuple[object, ...]], dict[int, bytes]]:
+    def prepare(self, record: ParsedRecord, raw_hash: bytes | None) -> Prepared:
+        """The content hash and row literal of a record, built ahead of its batch's transaction.
+
+        The caller does so for records it expects to be written, so this CPU work overlaps the
+        write in flight instead of running inside the next batch's transaction.
+        """
+        content_hash = self._keyring.content_hash(record.canonical())
+        return content_hash, row_literal(customer_row(record, content_hash, self._keyring, raw_hash))
+
+    async def _changed_rows(self, tx: Session, batch: Batch, counts: RunCounts) -> tuple[list[str], dict[int, bytes]]:
         """Classify each record against what is stored; encrypt only those to write.
 
-        Returns the rows to upsert and the raw hashes to refresh on rows left as they are.
+        Returns the row literals to upsert and the raw hashes to refresh on rows left as they are.
         """
         records = batch.records
         if not records:
             return [], {}
         stored = {int(row[0]): row[1:] for row in await tx.fetch_all(select_stored(records))}
-        raw_hashes = batch.raw_hashes
-        rows: list[tuple[object, ...]] = []
+        raw_hashes, prepared = batch.raw_hashes, batch.prepared
+        rows: list[str] = []
         refresh: dict[int, bytes] = {}
         keyring = self._keyring
         # In id order: row locks are then taken in the same order as `keys rotate` takes them
         # (ORDER BY id ... FOR UPDATE), so the two cannot deadlock each other.
         for record_id in sorted(records):
             record = records[record_id]
-            content_hash = keyring.content_hash(record.canonical())
+            ready = prepared.get(record_id)
+            content_hash = keyring.content_hash(record.canonical()) if ready is None else ready[0]
             raw_hash = raw_hashes.get(record_id)
             prior = stored.get(record_id)
             if prior is None:
@@ -131,7 +163,9 @@ class Store:
                 if raw_hash is not None and (prior[2] is None or bytes(prior[2]) != raw_hash):
                     refresh[record_id] = raw_hash
                 continue
-            rows.append(customer_row(record, content_hash, keyring, raw_hash))
+            if ready is None:
+                ready = (content_hash, row_literal(customer_row(record, content_hash, keyring, raw_hash)))
+            rows.append(ready[1])
         return rows, refresh
 
     async def count_active(self) -> int:

@@ -157,28 +157,47 @@ def test_quick_id_agrees_with_parse_record(raw: dict[str, object]) -> None:
 
 
 def test_raw_digest_input_leaves_out_the_cvv_and_is_versioned() -> None:
-    """The CVV is removed before hashing; any other change (even key order) changes the bytes."""
+    """Only the known fields' values count, never the CVV; any value change, even of type, changes the bytes."""
     base = raw_digest_input(SAMPLE)
     assert base is not None
-    assert base.startswith(f"customers-mngr raw v{NORMALIZATION_VERSION}\x00".encode())
+    assert base.startswith(f"customers-mngr raw v{NORMALIZATION_VERSION} ".encode())
     sad = [f.name for f in FIELDS if f.classification is Classification.SAD]
     assert sad == ["credit_card_ccv"]
-    assert b"credit_card_ccv" not in base and b'"583"' not in base
+    assert b"583" not in base and b"ccv" not in base
     assert raw_digest_input({**SAMPLE, "credit_card_ccv": "999"}) == base
     assert raw_digest_input({k: v for k, v in SAMPLE.items() if k != "credit_card_ccv"}) == base
+    # What the parser ignores is ignored here too: key order, unknown keys, a missing key vs null.
+    assert raw_digest_input(dict(reversed(list(SAMPLE.items())))) == base
+    assert raw_digest_input({**SAMPLE, "nickname": "x"}) == base
+    assert raw_digest_input({k: v for k, v in SAMPLE.items() if k != "auto"}) == raw_digest_input(
+        {**SAMPLE, "auto": None}
+    )
+    # Everything else changes it: a value, or only its JSON type.
     assert raw_digest_input({**SAMPLE, "direccion": "elsewhere"}) != base
-    assert raw_digest_input(dict(reversed(list(SAMPLE.items())))) != base
+    assert raw_digest_input({**SAMPLE, "cantidad_compras_realizadas": "24"}) != base
+    assert raw_digest_input({**SAMPLE, "cantidad_compras_realizadas": 24.0}) != base
+    assert raw_digest_input({**SAMPLE, "auto": None}) != raw_digest_input({**SAMPLE, "auto": "None"})
+    assert raw_digest_input({**SAMPLE, "auto": float("nan")}) != raw_digest_input({**SAMPLE, "auto": None})
     assert "credit_card_ccv" in SAMPLE  # the caller's record is not changed
 
 
-@given(hostile_records)
+CVV_MARK = "CVV-ZQXJ-4721"
+
+
+@given(hostile_records, hostile_records)
 @settings(suppress_health_check=[HealthCheck.too_slow])
-def test_raw_digest_input_never_raises(raw: dict[str, object]) -> None:
-    """Any JSON record gives bytes without the CVV key, or None."""
-    digest = raw_digest_input({**raw, "credit_card_ccv": "123"})
-    assert digest is None or b"credit_card_ccv" not in digest
+def test_raw_digest_input_never_raises_never_holds_the_cvv_and_tells_values_apart(
+    first: dict[str, object], second: dict[str, object]
+) -> None:
+    """Any JSON record gives bytes without its CVV (or None); records whose known values differ never collide."""
+    digest = raw_digest_input({**first, "credit_card_ccv": CVV_MARK})
     if digest is not None:
-        json.loads(digest.split(b"\x00", 1)[1])
+        assert CVV_MARK.encode() not in digest
+    names = [f.name for f in FIELDS if f.classification is not Classification.SAD]
+    a, b = raw_digest_input(first), raw_digest_input(second)
+    same_values = [json.dumps(first.get(n)) for n in names] == [json.dumps(second.get(n)) for n in names]
+    if a is not None and b is not None and not same_values:
+        assert a != b
 
 
 def test_unknown_field_count() -> None:
