@@ -26,7 +26,7 @@ import json
 import random
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,7 +43,7 @@ from daemon.errors import ProviderError
 from daemon.observability.logs import get_logger
 from daemon.observability.metrics import Metrics
 
-__all__ = ("BACKOFF_INITIAL_S", "Page", "ProviderClient", "open_provider_session", "parse_retry_after")
+__all__ = ("BACKOFF_INITIAL_S", "Page", "PageStream", "ProviderClient", "open_provider_session", "parse_retry_after")
 
 log = get_logger("customers_mngr.provider")
 
@@ -62,6 +62,37 @@ class Page:
 
     number: int
     records: list[dict[str, object]]
+
+
+class PageStream:
+    """A snapshot as an async iterator of pages (like `ProviderClient.pages()`), with numbered access.
+
+    A reader may instead fetch pages by number, several at once (`page`, `page_size`,
+    `max_pages`, `too_many_pages`), taking them in order: the snapshot ends after the first
+    page shorter than `page_size`; pages fetched beyond it are dropped. `page_size` 0 means
+    a single request: iterate instead.
+    """
+
+    def __init__(self, client: ProviderClient) -> None:
+        self._client = client
+        self._pages = client.pages()
+        self.page_size = client.page_size
+        self.max_pages = client.max_pages
+
+    def __aiter__(self) -> PageStream:
+        return self
+
+    async def __anext__(self) -> Page:
+        return await anext(self._pages)
+
+    async def aclose(self) -> None:
+        await self._pages.aclose()
+
+    async def page(self, number: int) -> Page:
+        return await self._client.page(number)
+
+    def too_many_pages(self) -> ProviderError:
+        return self._client.too_many_pages()
 
 
 class _Retryable(Exception):
@@ -118,7 +149,7 @@ class ProviderClient:
         if settings.auth_header:
             self._headers["Authorization"] = settings.auth_header
 
-    async def pages(self) -> AsyncIterator[Page]:
+    async def pages(self) -> AsyncGenerator[Page, None]:
         """The snapshot's pages in order; returns normally only once the snapshot is complete."""
         size = self._settings.page_size
         if size == 0:
@@ -127,20 +158,44 @@ class ProviderClient:
         number = 1
         while True:
             if number > self._settings.max_pages:
-                raise ProviderError(
-                    f"provider sent more than PROVIDER_MAX_PAGES={self._settings.max_pages} full pages; "
-                    "snapshot abandoned as incomplete"
-                )
-            records = await self._fetch(number, self._url.update_query(page=number, limit=size))
-            if len(records) > size:
-                raise ProviderError(
-                    f"provider page {number} had {len(records)} records for limit {size}: it ignores "
-                    "pagination (set PROVIDER_PAGE_SIZE=0 for a single request)"
-                )
-            yield Page(number, records)
-            if len(records) < size:  # short or empty: the last page
+                raise self.too_many_pages()
+            page = await self.page(number)
+            yield page
+            if len(page.records) < size:  # short or empty: the last page
                 return
             number += 1
+
+    def stream(self) -> PageStream:
+        """The same pages as `pages()`, plus numbered access for a reader that fetches ahead."""
+        return PageStream(self)
+
+    @property
+    def page_size(self) -> int:
+        return self._settings.page_size
+
+    @property
+    def max_pages(self) -> int:
+        return self._settings.max_pages
+
+    async def page(self, number: int) -> Page:
+        """Page `number` (1-based) of a paginated snapshot, with its retries; ProviderError if it fails.
+
+        A page longer than the limit is an error: the provider ignores pagination.
+        """
+        size = self._settings.page_size
+        records = await self._fetch(number, self._url.update_query(page=number, limit=size))
+        if len(records) > size:
+            raise ProviderError(
+                f"provider page {number} had {len(records)} records for limit {size}: it ignores "
+                "pagination (set PROVIDER_PAGE_SIZE=0 for a single request)"
+            )
+        return Page(number, records)
+
+    def too_many_pages(self) -> ProviderError:
+        return ProviderError(
+            f"provider sent more than PROVIDER_MAX_PAGES={self._settings.max_pages} full pages; "
+            "snapshot abandoned as incomplete"
+        )
 
     # --- one page, with retries -------------------------------------------------------------
 

@@ -2,8 +2,10 @@
 
 Everything runs in one TaskGroup per run (see runner.py), in one asyncio thread:
 
-- **one page ahead**: the next provider page is fetched while the current one
-  is processed, never more (memory stays bounded by the page);
+- **pages ahead**: the next provider pages are fetched while the current one is
+  processed — PAGES_AHEAD requests at once when the source can be read by page
+  number (the provider client), else one page ahead — so memory stays bounded
+  by the page; pages fetched past the snapshot's last one are dropped;
 - **one write in flight**: a full batch is written by a task of its own while
   the next one is filled. The next batch's write starts only once the previous
   one committed, so a write that fails (fenced, leadership lost, the DB) ends
@@ -33,9 +35,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Protocol
+from typing import Final, Protocol, runtime_checkable
 
 from daemon.crypto.keyring import Keyring
 from daemon.errors import ProviderError
@@ -61,7 +64,24 @@ class Page(Protocol):
     def records(self) -> Sequence[object]: ...
 
 
+@runtime_checkable
+class NumberedPages(Protocol):
+    """A page source that can also be read by page number (daemon.provider.client.PageStream)."""
+
+    page_size: int  # 0: a single request, read by iterating
+    max_pages: int
+
+    async def page(self, number: int) -> Page: ...
+
+    def too_many_pages(self) -> Exception: ...
+
+
 Progress = Callable[[RunCounts, float], None]  # counts so far, seconds since the run started
+
+# Provider pages requested ahead of the one being processed, when the source is numbered:
+# enough to hide a request's round trip behind the processing of the pages before it, and
+# few enough to stay polite to the provider (and bounded in memory by the page size).
+PAGES_AHEAD: Final = 3
 
 _OUTCOMES: Final = ("inserted", "updated", "unchanged", "restored", "rejected")
 _END: Final = object()  # the page source ended: the snapshot is complete
@@ -122,50 +142,53 @@ class Flow:
         self._prepare = prepare  # build rows as records are parsed: most parsed records will be written
         self._round: list[_Candidate] = []  # being filled
         self._open: list[_Round] = []  # looked up (or being), not yet classified: at most two
-        self._next_page: asyncio.Task[object] | None = None
         self._writing: asyncio.Task[RunCounts | Exception] | None = None
         self._writing_ids: set[int] = set()
 
     async def run(self, pages: AsyncIterator[Page], *, started: float, progress: Progress | None) -> Exception | None:
         """Every page to the end, every batch committed; or the Exception that stopped it."""
-        snap = self._snap
+        feed: _Window | _OneAhead | None = None
         try:
-            self._next_page = self._tasks.create_task(_advance(pages))
-            while True:
-                if self._open and not self._next_page.done():
-                    await self._classify_open()  # the page is not there yet: use the wait
-                page = await self._next_page
-                self._next_page = None
-                if page is _END:
-                    break
+            feed = _feed(self._tasks, pages)
+            while (page := await self._next_page(feed)) is not _END:
                 if isinstance(page, ProviderError):
-                    await self._close_round()  # what was read is valid: keep it
-                    await self._classify_open()
-                    await self._flush()
-                    await self._drain()
+                    await self._finish()  # what was read is valid: keep it
                     return page
                 if isinstance(page, Exception):
                     return page
-                self._next_page = self._tasks.create_task(_advance(pages))  # one page ahead
-                self._check_write()
-                snap.counts.pages += 1
-                for raw in page.records:  # type: ignore[attr-defined]
-                    self._add(raw)
-                    if len(self._round) >= self._batch_size:
-                        await self._close_round()
+                await self._process(page)  # type: ignore[arg-type]
                 if progress is not None:
-                    progress(snap.counts, time.monotonic() - started)
-            await self._close_round()
-            await self._classify_open()
-            await self._flush()
-            await self._drain()
+                    progress(self._snap.counts, time.monotonic() - started)
+            await self._finish()
             return None
         except Exception as exc:
             return exc
         finally:
-            for task in (self._next_page, self._writing, *(r.lookup for r in self._open)):
+            if feed is not None:
+                feed.cancel()
+            for task in (self._writing, *(r.lookup for r in self._open)):
                 if task is not None and not task.done():
                     task.cancel()  # the TaskGroup waits for them; a write in flight rolls back
+
+    async def _next_page(self, feed: _Window | _OneAhead) -> object:
+        if self._open and not feed.ready():
+            await self._classify_open()  # the page is not there yet: use the wait
+        return await feed.next()
+
+    async def _process(self, page: Page) -> None:
+        self._check_write()
+        self._snap.counts.pages += 1
+        for raw in page.records:
+            self._add(raw)
+            if len(self._round) >= self._batch_size:
+                await self._close_round()
+
+    async def _finish(self) -> None:
+        """Every record read classified, every batch written."""
+        await self._close_round()
+        await self._classify_open()
+        await self._flush()
+        await self._drain()
 
     # --- rounds: raw hashes, lookup, skip or parse ------------------------------------------
 
@@ -334,6 +357,95 @@ async def _looked_up(store: Store, ids: set[int]) -> dict[int, bytes] | Exceptio
     """The stored raw hashes of `ids`, or the Exception (as a value: see Flow.run)."""
     try:
         return await store.raw_hashes(ids)
+    except Exception as exc:
+        return exc
+
+
+def _feed(tasks: asyncio.TaskGroup, pages: AsyncIterator[Page]) -> _Window | _OneAhead:
+    if isinstance(pages, NumberedPages) and pages.page_size > 0:
+        return _Window(tasks, pages, depth=PAGES_AHEAD)
+    return _OneAhead(tasks, pages)
+
+
+class _OneAhead:
+    """Pages of any source, in order: the next one is requested as soon as one is handed out."""
+
+    def __init__(self, tasks: asyncio.TaskGroup, pages: AsyncIterator[Page]) -> None:
+        self._tasks = tasks
+        self._pages = pages
+        self._next: asyncio.Task[object] | None = tasks.create_task(_advance(pages))
+
+    def ready(self) -> bool:
+        return self._next is None or self._next.done()
+
+    async def next(self) -> object:
+        """A page, _END, or the Exception the source raised."""
+        if self._next is None:
+            return _END
+        result = await self._next
+        self._next = None
+        if result is not _END and not isinstance(result, Exception):
+            self._next = self._tasks.create_task(_advance(self._pages))  # one page ahead
+        return result
+
+    def cancel(self) -> None:
+        if self._next is not None and not self._next.done():
+            self._next.cancel()
+
+
+class _Window:
+    """Pages of a numbered source, in order, with up to `depth` requests in flight.
+
+    The snapshot ends at the first page shorter than the page size (requests past it are
+    cancelled); a full page number max_pages means the provider never ends (an error, as
+    the client's own iteration says).
+    """
+
+    def __init__(self, tasks: asyncio.TaskGroup, pages: NumberedPages, *, depth: int) -> None:
+        self._tasks = tasks
+        self._pages = pages
+        self._depth = depth
+        self._number = 1  # the next page to request
+        self._inflight: deque[asyncio.Task[object]] = deque()
+        self._ended = False
+        self._fill()
+
+    def _fill(self) -> None:
+        while not self._ended and len(self._inflight) < self._depth and self._number <= self._pages.max_pages:
+            self._inflight.append(self._tasks.create_task(_numbered(self._pages, self._number)))
+            self._number += 1
+
+    def ready(self) -> bool:
+        return self._ended or not self._inflight or self._inflight[0].done()
+
+    async def next(self) -> object:
+        """A page, _END, or the Exception that ends the snapshot (handed out in page order)."""
+        if self._ended:
+            return _END
+        if not self._inflight:  # page max_pages was full
+            return self._pages.too_many_pages()
+        result = await self._inflight[0]
+        del self._inflight[0]
+        if isinstance(result, Exception):
+            return result
+        if len(result.records) < self._pages.page_size:  # type: ignore[attr-defined]  # short or empty: the last
+            self._ended = True
+            self.cancel()
+        else:
+            self._fill()
+        return result
+
+    def cancel(self) -> None:
+        for task in self._inflight:
+            if not task.done():
+                task.cancel()
+        self._inflight.clear()
+
+
+async def _numbered(pages: NumberedPages, number: int) -> object:
+    """Page `number`, or the Exception fetching it raised (as a value: see Flow.run)."""
+    try:
+        return await pages.page(number)
     except Exception as exc:
         return exc
 

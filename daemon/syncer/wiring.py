@@ -43,7 +43,8 @@ def provider_pages(
     """A page source reading one fresh snapshot per call through the shared session."""
 
     def pages() -> AsyncIterator[Page]:
-        return ProviderClient(session=session, settings=settings, metrics=metrics, url=url).pages()
+        # A stream, so the syncer can fetch a few pages ahead (daemon.syncer.flow).
+        return ProviderClient(session=session, settings=settings, metrics=metrics, url=url).stream()
 
     return pages
 
