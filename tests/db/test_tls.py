@@ -12,16 +12,16 @@ from daemon.config import Settings
 from daemon.db.connect import open_database
 from daemon.errors import ConfigError, DatabaseUnavailable
 from daemon.observability.metrics import Metrics
-from tests.support.tls_mariadb import MARIADBD, TlsMariaDb, tls_mariadb
+from tests.support.private_mariadb import MARIADBD, PrivateMariaDb, private_mariadb
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TlsMariaDb]:
+def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateMariaDb]:
     if not shutil.which(MARIADBD) and not Path(MARIADBD).exists():
         pytest.skip("mariadbd is not installed on this machine")
-    with tls_mariadb(tmp_path_factory.mktemp("tls-db")) as server:
+    with private_mariadb(tmp_path_factory.mktemp("tls-db"), tls=True) as server:
         yield server
 
 
@@ -30,7 +30,7 @@ def _url(port: int) -> str:
 
 
 async def test_verify_identity_with_the_right_ca_connects_encrypted(
-    tls_server: TlsMariaDb, make_settings: Callable[..., Settings], metrics: Metrics
+    tls_server: PrivateMariaDb, make_settings: Callable[..., Settings], metrics: Metrics
 ) -> None:
     """DB_TLS=verify_identity with the server's CA connects, and the session is encrypted."""
     settings = make_settings(DATABASE_URL=_url(tls_server.port), DB_TLS="verify_identity", DB_TLS_CA=str(tls_server.ca))
@@ -40,7 +40,7 @@ async def test_verify_identity_with_the_right_ca_connects_encrypted(
 
 
 async def test_wrong_ca_is_refused(
-    tls_server: TlsMariaDb, make_settings: Callable[..., Settings], metrics: Metrics
+    tls_server: PrivateMariaDb, make_settings: Callable[..., Settings], metrics: Metrics
 ) -> None:
     """A server certificate not signed by DB_TLS_CA fails the handshake: no connection."""
     settings = make_settings(

@@ -1,9 +1,14 @@
-"""A private MariaDB with TLS required, for testing the daemon's TLS to the DB.
+"""A private MariaDB of the test's own, for what must never be done to the shared server.
 
-The shared server has TLS disabled (and must not be touched), so this starts
-its own `mariadbd` on a free loopback port with a throwaway CA and server
-certificate and no grant checks (root connects without a password), and
-stops it at the end.
+The shared server has TLS disabled and must not be reconfigured (other tests
+and CI use it), so tests that need a server-wide setting start their own
+`mariadbd` on a free loopback port and stop it at the end:
+
+- `tls=True`: TLS with a throwaway CA and server certificate (the daemon's DB_TLS);
+- `grants=True`: real privilege checks, so a test can create a non-admin user
+  and flip `read_only` (an Aurora failover's old writer) with `admin()`, which
+  runs as root over the server's own unix socket. Without it, the server runs
+  with no grant checks and root connects over TCP without a password.
 """
 
 from __future__ import annotations
@@ -24,17 +29,28 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-__all__ = ("TlsMariaDb", "tls_mariadb")
+__all__ = ("MARIADBD", "PrivateMariaDb", "private_mariadb")
 
 MARIADBD = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
 INSTALL_DB = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
+CLIENT = shutil.which("mariadb") or "/usr/bin/mariadb"
 
 
 @dataclass(frozen=True)
-class TlsMariaDb:
+class PrivateMariaDb:
     port: int
-    ca: Path  # the CA that signed the server certificate
+    socket: Path
+    ca: Path  # the CA that signed the server certificate (served only with tls=True)
     other_ca: Path  # a CA that did not
+
+    def admin(self, *statements: str) -> None:
+        """Run statements as root over the unix socket (works whatever TCP users may do)."""
+        subprocess.run(
+            [CLIENT, "--no-defaults", f"--socket={self.socket}", "--user=root", "-e", ";\n".join(statements)],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
 
 
 def _free_port() -> int:
@@ -95,37 +111,41 @@ def _make_certs(folder: Path) -> tuple[Path, Path, Path, Path]:
 
 
 @contextlib.contextmanager
-def tls_mariadb(folder: Path) -> Iterator[TlsMariaDb]:
+def private_mariadb(folder: Path, *, tls: bool = False, grants: bool = False) -> Iterator[PrivateMariaDb]:
     ca, other_ca, cert, key = _make_certs(folder)
     data = folder / "data"
     subprocess.run(
-        [INSTALL_DB, "--no-defaults", f"--datadir={data}", "--skip-test-db", "--user=root"],
+        [
+            INSTALL_DB,
+            "--no-defaults",
+            f"--datadir={data}",
+            "--skip-test-db",
+            "--user=root",
+            "--auth-root-authentication-method=normal",  # root@localhost without a password, for admin()
+        ],
         check=True,
         capture_output=True,
         timeout=120,
     )
     port = _free_port()
-    proc = subprocess.Popen(
-        [
-            MARIADBD,
-            "--no-defaults",
-            f"--datadir={data}",
-            f"--socket={folder / 'sock'}",
-            f"--port={port}",
-            "--bind-address=127.0.0.1",
-            "--user=root",
-            "--skip-grant-tables",
-            f"--ssl-ca={ca}",
-            f"--ssl-cert={cert}",
-            f"--ssl-key={key}",
-            f"--pid-file={folder / 'pid'}",
-            f"--log-error={folder / 'error.log'}",
-            "--innodb-buffer-pool-size=16M",
-            "--skip-log-bin",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    socket_path = folder / "sock"
+    options = [
+        "--no-defaults",
+        f"--datadir={data}",
+        f"--socket={socket_path}",
+        f"--port={port}",
+        "--bind-address=127.0.0.1",
+        "--user=root",
+        f"--pid-file={folder / 'pid'}",
+        f"--log-error={folder / 'error.log'}",
+        "--innodb-buffer-pool-size=16M",
+        "--skip-log-bin",
+    ]
+    if not grants:
+        options.append("--skip-grant-tables")
+    if tls:
+        options += [f"--ssl-ca={ca}", f"--ssl-cert={cert}", f"--ssl-key={key}"]
+    proc = subprocess.Popen([MARIADBD, *options], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -134,7 +154,7 @@ def tls_mariadb(folder: Path) -> Iterator[TlsMariaDb]:
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 break
             time.sleep(0.1)
-        yield TlsMariaDb(port=port, ca=ca, other_ca=other_ca)
+        yield PrivateMariaDb(port=port, socket=socket_path, ca=ca, other_ca=other_ca)
     finally:
         proc.terminate()
         try:
