@@ -15,6 +15,8 @@ from typing import Final
 
 from aiohttp import web
 
+from daemon.http.refused import PROBLEM_TYPE_PREFIX
+
 __all__ = (
     "PROBLEMS",
     "PROBLEM_CONTENT_TYPE",
@@ -25,7 +27,6 @@ __all__ = (
 )
 
 PROBLEM_CONTENT_TYPE: Final = "application/problem+json"
-_TYPE_PREFIX: Final = "urn:customers-mngr:problem:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +37,7 @@ class ProblemType:
 
     @property
     def uri(self) -> str:
-        return _TYPE_PREFIX + self.slug
+        return PROBLEM_TYPE_PREFIX + self.slug
 
 
 # The complete, stable list. The OpenAPI document and the README are generated from it.

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from daemon.http.refused import use_problem_answers
 from daemon.observability.logs import get_logger
 
 __all__ = ("HttpServerActor",)
@@ -57,6 +58,7 @@ class HttpServerActor:
             max_field_size=MAX_FIELD_SIZE,
         )
         await runner.setup()
+        use_problem_answers(runner)  # what the HTTP parser refuses is answered without quoting it
         try:
             site = web.TCPSite(runner, self._host, self._port, reuse_address=True)
             await site.start()

@@ -207,7 +207,9 @@ def _judge(status: int, headers: Mapping[str, str], data: bytes, elapsed: float,
         return f"status {status} not in {sorted(allowed)}"
     if elapsed > 2.5:
         return f"took {elapsed:.1f} s"
-    if status >= 400 and headers.get("Content-Type") == "application/problem+json":
+    if status >= 400:
+        if not headers.get("Content-Type", "").startswith("application/problem+json"):
+            return f"status {status} answered as {headers.get('Content-Type')!r}, not a problem"
         text = data.decode("utf-8", "replace")
         for leak in ("Traceback", "SELECT", "asyncmy", 'File "', "etc/passwd", "root:"):
             if leak in text:

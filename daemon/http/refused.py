@@ -1,0 +1,102 @@
+"""The answer to a request aiohttp refuses before any application code runs.
+
+aiohttp's HTTP parser rejects a request line or header over the size limits,
+a bad method, a malformed header, and answers from
+`RequestHandler.handle_error` — outside the app, its middlewares and signals
+(aio-libs/aiohttp#3287: there is no public hook). Its default answer is a
+`text/plain` body that **quotes up to 100 bytes of the offending line** back,
+and a traceback at error level whose message quotes the same bytes: an
+over-long `Authorization` header would put the start of a token in the body
+and in the logs. So the servers here use a handler whose error answer is a
+value-free `application/problem+json` (the API's `bad-request` type) and one
+log line naming only the status, the parser's error class and the client.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from http import HTTPStatus
+from typing import Final
+
+from aiohttp import web
+from aiohttp.web_protocol import RequestHandler
+from aiohttp.web_request import BaseRequest
+from aiohttp.web_response import StreamResponse
+
+from daemon.observability.logs import debug_enabled, get_logger
+
+__all__ = ("PROBLEM_TYPE_PREFIX", "use_problem_answers")
+
+log = get_logger("customers_mngr.http")
+
+# Every problem type's URI starts so (the API's, daemon.api.problems, are built on it).
+PROBLEM_TYPE_PREFIX: Final = "urn:customers-mngr:problem:"
+_SLUGS: Final = {400: "bad-request", 413: "request-too-large", 414: "uri-too-long", 431: "headers-too-large"}
+
+
+class _ProblemRequestHandler(RequestHandler):
+    """aiohttp's per-connection protocol, with a value-free answer to what it refuses itself."""
+
+    def handle_error(
+        self,
+        request: BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,  # aiohttp's text: it may quote what the client sent
+    ) -> StreamResponse:
+        request_id = uuid.uuid4().hex
+        reason = type(exc).__name__ if exc is not None else None
+        if status >= 500:
+            # Not a parser refusal (the app's middleware answers its own errors): worth a trace,
+            # but only at debug level, where the operator asked for detail.
+            trace = exc if debug_enabled() else None
+            log.error("http_request_failed", status=status, error_type=reason, exc_info=trace)
+        else:
+            log.info("http_request_refused", status=status, reason=reason, client=request.remote)
+        if request.writer.output_size > 0:  # part of an answer went out already: nothing else can
+            raise ConnectionError("response already started; closing the connection")
+        response = web.Response(
+            status=status,
+            body=_problem(status, request_id),
+            content_type="application/problem+json",
+            headers={"Cache-Control": "no-store", "X-Request-ID": request_id},
+        )
+        response.force_close()
+        return response
+
+
+def _problem(status: int, request_id: str) -> bytes:
+    slug = _SLUGS.get(status, "bad-request" if status < 500 else "internal")
+    try:
+        title = HTTPStatus(status).phrase
+    except ValueError:
+        title = "Error"
+    body = {
+        "type": PROBLEM_TYPE_PREFIX + slug,
+        "title": title,
+        "status": status,
+        "detail": "the server could not read the request" if status < 500 else "the request could not be answered",
+        "instance": f"urn:customers-mngr:request:{request_id}",
+        "request_id": request_id,
+    }
+    return json.dumps(body, separators=(",", ":")).encode()
+
+
+class _ProblemServer(web.Server):
+    def __call__(self) -> RequestHandler:
+        return _ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+def use_problem_answers(runner: web.AppRunner) -> None:
+    """After `runner.setup()`, before any site starts: connections get the problem handler.
+
+    The runner built a plain `web.Server`; its class is swapped for a subclass that only
+    changes which protocol object each new connection gets (no state of its own). A test
+    sends an over-long header through a real server, so an aiohttp upgrade that changes
+    this plumbing fails the suite instead of silently restoring the quoting answer.
+    """
+    server = runner.server
+    if server is None:
+        raise RuntimeError("use_problem_answers() needs runner.setup() first")
+    server.__class__ = _ProblemServer
