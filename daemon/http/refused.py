@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable
 from http import HTTPStatus
-from typing import Final
+from typing import Any, Final
 
 from aiohttp import web
 from aiohttp.web_protocol import RequestHandler
@@ -38,6 +39,10 @@ _SLUGS: Final = {400: "bad-request", 413: "request-too-large", 414: "uri-too-lon
 class _ProblemRequestHandler(RequestHandler):
     """aiohttp's per-connection protocol, with a value-free answer to what it refuses itself."""
 
+    def __init__(self, manager: web.Server, *, on_refused: Callable[[int], None] | None, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._on_refused = on_refused
+
     def handle_error(
         self,
         request: BaseRequest,
@@ -54,6 +59,8 @@ class _ProblemRequestHandler(RequestHandler):
             log.error("http_request_failed", status=status, error_type=reason, exc_info=trace)
         else:
             log.info("http_request_refused", status=status, reason=reason, client=request.remote)
+            if self._on_refused is not None:
+                self._on_refused(status)
         if request.writer.output_size > 0:  # part of an answer went out already: nothing else can
             raise ConnectionError("response already started; closing the connection")
         response = web.Response(
@@ -84,15 +91,17 @@ def _problem(status: int, request_id: str) -> bytes:
 
 
 class _ProblemServer(web.Server):
+    on_refused: Callable[[int], None] | None = None  # set by use_problem_answers (no __init__ runs)
+
     def __call__(self) -> RequestHandler:
-        return _ProblemRequestHandler(self, loop=self._loop, **self._kwargs)
+        return _ProblemRequestHandler(self, loop=self._loop, on_refused=self.on_refused, **self._kwargs)
 
 
-def use_problem_answers(runner: web.AppRunner) -> None:
+def use_problem_answers(runner: web.AppRunner, *, on_refused: Callable[[int], None] | None = None) -> None:
     """After `runner.setup()`, before any site starts: connections get the problem handler.
 
     The runner built a plain `web.Server`; its class is swapped for a subclass that only
-    changes which protocol object each new connection gets (no state of its own). A test
+    changes which protocol object each new connection gets (its one attribute: the hook). A test
     sends an over-long header through a real server, so an aiohttp upgrade that changes
     this plumbing fails the suite instead of silently restoring the quoting answer.
     """
@@ -100,3 +109,5 @@ def use_problem_answers(runner: web.AppRunner) -> None:
     if server is None:
         raise RuntimeError("use_problem_answers() needs runner.setup() first")
     server.__class__ = _ProblemServer
+    assert isinstance(server, _ProblemServer)  # for the type checker: it is one now
+    server.on_refused = on_refused  # called with the status of each refusal (a metric)

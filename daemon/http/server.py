@@ -14,6 +14,7 @@ from aiohttp import web
 
 from daemon.http.refused import use_problem_answers
 from daemon.observability.logs import get_logger
+from daemon.observability.metrics import Metrics
 
 __all__ = ("HttpServerActor",)
 
@@ -35,8 +36,10 @@ class HttpServerActor:
         host: str,
         port: int,
         shutdown_timeout_s: float,
+        metrics: Metrics | None = None,
     ) -> None:
         self._name = name
+        self._metrics = metrics
         self._make_app = make_app
         self._host = host
         self._port = port
@@ -58,7 +61,8 @@ class HttpServerActor:
             max_field_size=MAX_FIELD_SIZE,
         )
         await runner.setup()
-        use_problem_answers(runner)  # what the HTTP parser refuses is answered without quoting it
+        # What the HTTP parser refuses is answered without quoting it, and counted.
+        use_problem_answers(runner, on_refused=self._count_refused if self._metrics is not None else None)
         try:
             site = web.TCPSite(runner, self._host, self._port, reuse_address=True)
             await site.start()
@@ -71,6 +75,10 @@ class HttpServerActor:
             log.info("http_draining", timeout_s=self._shutdown_timeout_s)
             await runner.cleanup()
             log.info("http_stopped")
+
+    def _count_refused(self, status: int) -> None:
+        if self._metrics is not None:
+            self._metrics.http_refused.labels(status=str(status)).inc()
 
 
 def _bound_port(runner: web.AppRunner) -> int | None:

@@ -99,6 +99,14 @@ class Metrics:
             registry=r,
         )
         self.api_in_flight = Gauge(f"{p}_api_requests_in_flight", "API requests being served", registry=r)
+        # Refused by aiohttp's HTTP parser before any route matched (daemon.http.refused): not in
+        # api_requests_total, which counts by route template.
+        self.http_refused = Counter(
+            f"{p}_http_requests_refused",
+            "Requests the HTTP parser refused before routing, by status",
+            ["status"],
+            registry=r,
+        )
         self.api_auth_failures = Counter(
             f"{p}_api_auth_failures", "Refused API requests by reason", ["reason"], registry=r
         )
@@ -140,6 +148,7 @@ class Metrics:
             self.provider_requests.labels(status_class=status_class)
         for reason in RETRY_REASONS:
             self.provider_retries.labels(reason=reason)
+        self.http_refused.labels(status="400")
         for reason in API_AUTH_FAILURE_REASONS:
             self.api_auth_failures.labels(reason=reason)
         for kind in DB_ERROR_KINDS:

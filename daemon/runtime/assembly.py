@@ -49,6 +49,7 @@ def _api_actor(resources: Resources) -> HttpServerActor:
         host=settings.api.host,
         port=settings.api.port,
         shutdown_timeout_s=max(1.0, settings.supervisor.shutdown_timeout_s - 5),
+        metrics=resources.metrics,
     )
 
 
@@ -64,4 +65,5 @@ def _http_actor(resources: Resources, *, name: str, host: str, port: int) -> Htt
         host=host,
         port=port,
         shutdown_timeout_s=max(1.0, resources.settings.supervisor.shutdown_timeout_s - 5),
+        metrics=resources.metrics,
     )

@@ -15,11 +15,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
 from daemon.api.problems import PROBLEMS
 from daemon.config.process import LogSettings
 from daemon.http.server import HttpServerActor
 from daemon.observability.logs import configure_logging
+from daemon.observability.metrics import Metrics
 
 SECRET = "tok_" + "9f2c" * 16  # what a real token looks like: it must never come back or be logged
 
@@ -32,7 +34,16 @@ def logs() -> io.StringIO:
 
 
 @pytest.fixture
-async def port() -> AsyncIterator[int]:
+def metrics() -> Metrics:
+    return Metrics(CollectorRegistry())
+
+
+def _refused(metrics: Metrics) -> float:
+    return float(metrics.http_refused.labels(status="400")._value.get())
+
+
+@pytest.fixture
+async def port(metrics: Metrics) -> AsyncIterator[int]:
     async def hello(_: web.Request) -> web.Response:
         return web.json_response({"ok": True})
 
@@ -41,7 +52,9 @@ async def port() -> AsyncIterator[int]:
         app.router.add_get("/", hello)
         return app
 
-    actor = HttpServerActor(name="api", make_app=make_app, host="127.0.0.1", port=0, shutdown_timeout_s=1)
+    actor = HttpServerActor(
+        name="api", make_app=make_app, host="127.0.0.1", port=0, shutdown_timeout_s=1, metrics=metrics
+    )
     task = asyncio.create_task(actor.run())
     await asyncio.wait_for(actor.listening.wait(), 10)
     assert actor.bound_port is not None
@@ -77,8 +90,12 @@ async def _raw(port: int, head: str) -> tuple[int, dict[str, str], bytes]:
     ],
     ids=["long-authorization", "long-url", "bad-method", "header-without-colon"],
 )
-async def test_parser_refusal_is_a_problem_without_the_input(port: int, logs: io.StringIO, head: str) -> None:
+async def test_parser_refusal_is_a_problem_without_the_input(
+    port: int, logs: io.StringIO, metrics: Metrics, head: str
+) -> None:
+    assert _refused(metrics) == 0
     status, headers, body = await _raw(port, head)
+    assert _refused(metrics) == 1, "counted once, as customers_mngr_http_requests_refused_total{status='400'}"
     assert status == 400
     assert headers["content-type"].startswith("application/problem+json")
     problem = json.loads(body)
@@ -92,6 +109,7 @@ async def test_parser_refusal_is_a_problem_without_the_input(port: int, logs: io
     assert not any(line["level"] == "error" for line in lines), "a client's bad request is not a server error"
 
 
-async def test_a_good_request_on_the_same_server_is_served(port: int) -> None:
+async def test_a_good_request_on_the_same_server_is_served(port: int, metrics: Metrics) -> None:
     status, _, body = await _raw(port, "GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
     assert status == 200 and json.loads(body) == {"ok": True}
+    assert _refused(metrics) == 0

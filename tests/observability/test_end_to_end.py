@@ -125,6 +125,7 @@ def assert_label_values_fixed(s: Scrape) -> None:
         ("api_request_duration_seconds_count", "route"): lambda v: v in ROUTES,
         ("api_request_duration_seconds_sum", "route"): lambda v: v in ROUTES,
         ("api_auth_failures_total", "reason"): lambda v: v in API_AUTH_FAILURE_REASONS,
+        ("http_requests_refused_total", "status"): lambda v: re.fullmatch(r"[45]\d\d", v) is not None,
         ("api_audit_events_total", "role"): lambda v: v in ROLES,
         ("api_audit_events_total", "revealed"): lambda v: v in SENSITIVE_CLASSES,
         ("db_pool_connections", "state"): lambda v: v in ("total", "in_use", "free", "max"),
