@@ -15,10 +15,10 @@ from typing import Any, Final
 from aiohttp import web
 
 from daemon import __version__
-from daemon.api.problems import PROBLEM_CONTENT_TYPE, PROBLEMS
 from daemon.api.queries import SYNC_RUN_COLUMNS
 from daemon.api.routes import API_ROUTES, RouteSpec
 from daemon.config.http import ROLES, Role
+from daemon.http.problems import PROBLEM_CONTENT_TYPE, PROBLEMS
 from daemon.policy import FieldPolicy, Kind, View, revealed_classes, visible_fields
 
 __all__ = ("build_openapi", "customer_schema", "documented_operations", "router_operations")

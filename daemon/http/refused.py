@@ -8,16 +8,15 @@ a bad method, a malformed header, and answers from
 and a traceback at error level whose message quotes the same bytes: an
 over-long `Authorization` header would put the start of a token in the body
 and in the logs. So the servers here use a handler whose error answer is a
-value-free `application/problem+json` (the API's `bad-request` type) and one
-log line naming only the status, the parser's error class and the client.
+value-free problem (daemon.http.problems: `bad-request`, or the size type for
+413/414/431) and one log line naming only the status, the parser's error class
+and the client.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Callable
-from http import HTTPStatus
 from typing import Any, Final
 
 from aiohttp import web
@@ -25,15 +24,17 @@ from aiohttp.web_protocol import RequestHandler
 from aiohttp.web_request import BaseRequest
 from aiohttp.web_response import StreamResponse
 
+from daemon.http.problems import PROBLEMS, render_problem
 from daemon.observability.logs import debug_enabled, get_logger
 
-__all__ = ("PROBLEM_TYPE_PREFIX", "use_problem_answers")
+__all__ = ("use_problem_answers",)
 
 log = get_logger("customers_mngr.http")
 
-# Every problem type's URI starts so (the API's, daemon.api.problems, are built on it).
-PROBLEM_TYPE_PREFIX: Final = "urn:customers-mngr:problem:"
-_SLUGS: Final = {400: "bad-request", 413: "request-too-large", 414: "uri-too-long", 431: "headers-too-large"}
+# What aiohttp's parser refuses, by the status it gives, as one of the problem types.
+_REFUSALS: Final = {
+    p.status: p for p in (PROBLEMS["request-too-large"], PROBLEMS["uri-too-long"], PROBLEMS["headers-too-large"])
+}
 
 
 class _ProblemRequestHandler(RequestHandler):
@@ -57,37 +58,17 @@ class _ProblemRequestHandler(RequestHandler):
             # but only at debug level, where the operator asked for detail.
             trace = exc if debug_enabled() else None
             log.error("http_request_failed", status=status, error_type=reason, exc_info=trace)
+            problem, detail = PROBLEMS["internal"], "the request could not be answered"
         else:
-            log.info("http_request_refused", status=status, reason=reason, client=request.remote)
+            problem, detail = _REFUSALS.get(status, PROBLEMS["bad-request"]), "the server could not read the request"
+            log.info("http_request_refused", status=problem.status, reason=reason, client=request.remote)
             if self._on_refused is not None:
-                self._on_refused(status)
+                self._on_refused(problem.status)
         if request.writer.output_size > 0:  # part of an answer went out already: nothing else can
             raise ConnectionError("response already started; closing the connection")
-        response = web.Response(
-            status=status,
-            body=_problem(status, request_id),
-            content_type="application/problem+json",
-            headers={"Cache-Control": "no-store", "X-Request-ID": request_id},
-        )
+        response = render_problem(problem, detail=detail, request_id=request_id, headers={"X-Request-ID": request_id})
         response.force_close()
         return response
-
-
-def _problem(status: int, request_id: str) -> bytes:
-    slug = _SLUGS.get(status, "bad-request" if status < 500 else "internal")
-    try:
-        title = HTTPStatus(status).phrase
-    except ValueError:
-        title = "Error"
-    body = {
-        "type": PROBLEM_TYPE_PREFIX + slug,
-        "title": title,
-        "status": status,
-        "detail": "the server could not read the request" if status < 500 else "the request could not be answered",
-        "instance": f"urn:customers-mngr:request:{request_id}",
-        "request_id": request_id,
-    }
-    return json.dumps(body, separators=(",", ":")).encode()
 
 
 class _ProblemServer(web.Server):

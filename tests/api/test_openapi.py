@@ -19,7 +19,7 @@ from schemathesis.checks import (
 )
 
 from daemon.api.openapi import build_openapi, customer_schema, documented_operations, router_operations
-from daemon.api.problems import PROBLEMS
+from daemon.http.problems import PROBLEMS
 from daemon.policy import visible_fields
 from tests.api.conftest import Api
 from tests.api.support import TOKENS

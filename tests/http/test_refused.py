@@ -17,8 +17,8 @@ import pytest
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from daemon.api.problems import PROBLEMS
 from daemon.config.process import LogSettings
+from daemon.http.problems import PROBLEMS
 from daemon.http.server import HttpServerActor
 from daemon.observability.logs import configure_logging
 from daemon.observability.metrics import Metrics
