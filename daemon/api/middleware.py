@@ -6,7 +6,8 @@ cached pages are served in microseconds). In order, for every request:
 1. `X-Request-ID` taken if well-formed, else generated; bound to every log line
    of the request (structlog contextvars) and returned on the response.
 2. Limits: URI length (414), total header bytes (431), declared body size (413).
-3. The handler, within API_REQUEST_TIMEOUT_S (else 503; enforced by one shared
+3. The handler; for the routes that await the DB (audited ones and /ready), within
+   API_REQUEST_TIMEOUT_S (else 503; enforced by one shared
    sweep, `deadlines.py`, at most 50 ms late); a 401 past its client's
    failure budget is answered late (`budget.py`).
 4. Any error becomes an RFC 9457 problem: aiohttp's 404/405, our `ApiProblem`s,

@@ -24,11 +24,11 @@ in both SQL modes.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Final
 
-__all__ = ("literal", "row_literal", "values_list")
+__all__ = ("literal", "row_literal")
 
 # Characters that may not appear inside a plain quoted literal: quotes, backslash, NUL, CR, LF,
 # ^Z (MySQL's escape set) plus lone surrogates (not UTF-8: refused by the hex path with an error).
@@ -53,11 +53,6 @@ def literal(value: object) -> str:
 def row_literal(row: Iterable[object]) -> str:
     """`(v1, v2, ...)` for one row."""
     return "(" + ",".join([literal(value) for value in row]) + ")"
-
-
-def values_list(rows: Sequence[Sequence[object]]) -> str:
-    """`(..),(..)` for a multi-row INSERT's VALUES clause."""
-    return ",".join([row_literal(row) for row in rows])
 
 
 def _text(value: str) -> str:

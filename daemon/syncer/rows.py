@@ -15,7 +15,7 @@ that cannot end early, whatever the session's SQL mode.
 """
 
 # SQL here is assembled once, at import, from the policy's column names (identifiers the code
-# defines, never input); every value travels as a %s parameter.
+# defines, never input); values travel as %s parameters or as literals from daemon.db.literals.
 # ruff: noqa: S608
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from typing import Final
 from daemon import policy
 from daemon.crypto.keyring import Keyring
 from daemon.crypto.masks import display_mask, last4
-from daemon.db.literals import values_list
 from daemon.provider.records import ParsedRecord, Rejected
 
 __all__ = (
@@ -43,10 +42,7 @@ __all__ = (
     "raw_hash_update",
     "select_raw_hashes",
     "select_stored",
-    "select_stored_sql",
     "upsert_of_literals",
-    "upsert_sql",
-    "upsert_statement",
 )
 
 TABLE: Final = policy.CUSTOMERS_TABLE
@@ -57,14 +53,12 @@ WRITE_COLUMNS: Final = (*(c.name for c in _COLUMNS), "content_hash", "raw_hash")
 _UPDATED: Final = tuple(name for name in WRITE_COLUMNS if name != "id")
 
 UPSERT_HEAD: Final = f"INSERT INTO `{TABLE}` ({', '.join(f'`{c}`' for c in WRITE_COLUMNS)}) VALUES "
-UPSERT_ROW: Final = "(" + ", ".join(["%s"] * len(WRITE_COLUMNS)) + ")"
 # Only new, changed or restored records reach the upsert, so updated_at always moves with it.
 UPSERT_TAIL: Final = (
     " ON DUPLICATE KEY UPDATE "
     + ", ".join(f"`{c}` = VALUES(`{c}`)" for c in _UPDATED)
     + ", `updated_at` = NOW(6), `deleted_at` = NULL"
 )
-SELECT_STORED_HEAD: Final = f"SELECT `id`, `content_hash`, `deleted_at` FROM `{TABLE}` WHERE `id` IN "
 # Inside a batch's transaction: what decides inserted / updated / unchanged / restored.
 SELECT_STORED_FOR_WRITE_HEAD: Final = (
     f"SELECT `id`, `content_hash`, `deleted_at` IS NOT NULL, `raw_hash` FROM `{TABLE}` WHERE `id` IN "
@@ -87,25 +81,9 @@ def placeholders(n: int) -> str:
     return "(" + ", ".join(["%s"] * n) + ")"
 
 
-@lru_cache(maxsize=8)
-def upsert_sql(rows: int) -> str:
-    """One multi-row upsert of `rows` records (batches are all SYNC_BATCH_SIZE but the last)."""
-    return UPSERT_HEAD + ", ".join([UPSERT_ROW] * rows) + UPSERT_TAIL
-
-
-def upsert_statement(rows: Sequence[Sequence[object]]) -> str:
-    """The multi-row upsert of `rows` (values of WRITE_COLUMNS) as one statement, values as literals."""
-    return UPSERT_HEAD + values_list(rows) + UPSERT_TAIL
-
-
 def upsert_of_literals(rows: Sequence[str]) -> str:
-    """The same from rows already written as literals (daemon.db.literals.row_literal)."""
+    """The multi-row upsert of `rows`, each already written by daemon.db.literals.row_literal."""
     return UPSERT_HEAD + ",".join(rows) + UPSERT_TAIL
-
-
-@lru_cache(maxsize=8)
-def select_stored_sql(ids: int) -> str:
-    return SELECT_STORED_HEAD + placeholders(ids)
 
 
 def id_list(ids: Iterable[int]) -> str:

@@ -13,7 +13,8 @@ updated, so the next sync can skip it without parsing.
 live rows: the runner's skip of unchanged records. It only reads.
 """
 
-# The table name in the SQL below is the policy's constant, never input; values are %s parameters.
+# The table name in the SQL below is the policy's constant, never input; values are %s parameters
+# or literals from daemon.db.literals.
 # ruff: noqa: S608
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Stages, on the simulator's records, with the daemon's own functions:
   validate  daemon.provider.records.parse_record (records whose raw hash differs)
   hash      Keyring.content_hash(record.canonical())
   encrypt   daemon.syncer.rows.customer_row — ciphertexts, last 4, mask, blind index
-  sql       daemon.syncer.rows.upsert_statement of 500-row batches, encoded as the driver sends it
+  sql       rows as literals (row_literal) in 500-row upserts (upsert_of_literals), encoded as sent
 CPU time (not wall) so a busy machine inflates it far less than a wall clock.
 Prints {"decode": us, "raw": us, "validate": us, "hash": us, "encrypt": us, "sql": us} (medians over runs).
 """
@@ -37,7 +37,8 @@ def _cpu_us(fn: Callable[[], object], count: int) -> float:
 
 
 def measure(records: int, runs: int) -> dict[str, float]:
-    from daemon.syncer.rows import customer_row, upsert_statement  # the syncer's own row and SQL builders
+    from daemon.db.literals import row_literal
+    from daemon.syncer.rows import customer_row, upsert_of_literals  # the syncer's own row and SQL builders
 
     raw = list(Simulator(records=records, seed=1).records())
     pages = [json.dumps(raw[i : i + 100]).encode() for i in range(0, len(raw), 100)]
@@ -56,7 +57,9 @@ def measure(records: int, runs: int) -> dict[str, float]:
         "validate": lambda: [parse_record(r) for r in decoded],
         "hash": lambda: [keyring.content_hash(p.canonical()) for p in parsed],
         "encrypt": lambda: [customer_row(p, h, keyring) for p, h in zip(parsed, hashes, strict=True)],
-        "sql": lambda: [upsert_statement(rows[i : i + 500]).encode() for i in range(0, len(rows), 500)],
+        "sql": lambda: [
+            upsert_of_literals([row_literal(r) for r in rows[i : i + 500]]).encode() for i in range(0, len(rows), 500)
+        ],
     }
     results: dict[str, list[float]] = {name: [] for name in stages}
     for _ in range(runs):

@@ -271,7 +271,7 @@ def _cost_section(ctx: Context, first_runs: list[SyncRun], same_runs: list[SyncR
         "validate": "validate (`parse_record`): new or changed records only",
         "hash": "content hash (`canonical()` + HMAC)",
         "encrypt": "encrypt + mask + blind index (`customer_row`)",
-        "sql": "SQL text of the upserts (`upsert_statement`, encoded)",
+        "sql": "SQL text of the upserts (`row_literal` + `upsert_of_literals`, encoded)",
     }
     in_resync = {"decode", "raw"}  # an unchanged record is neither validated nor written
     costs = {k: float(v) for k, v in stages.items() if isinstance(v, int | float)}

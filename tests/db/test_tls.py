@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -12,15 +11,14 @@ from daemon.config import Settings
 from daemon.db.connect import open_database
 from daemon.errors import ConfigError, DatabaseUnavailable
 from daemon.observability.metrics import Metrics
-from tests.support.private_mariadb import MARIADBD, PrivateMariaDb, private_mariadb
+from tests.support.private_mariadb import PrivateMariaDb, private_mariadb, require_mariadbd
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateMariaDb]:
-    if not shutil.which(MARIADBD) and not Path(MARIADBD).exists():
-        pytest.skip("mariadbd is not installed on this machine")
+    require_mariadbd()
     with private_mariadb(tmp_path_factory.mktemp("tls-db"), tls=True) as server:
         yield server
 

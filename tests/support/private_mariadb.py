@@ -24,12 +24,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-__all__ = ("MARIADBD", "PrivateMariaDb", "private_mariadb")
+from tests.support.daemon_proc import free_port
+
+__all__ = ("MARIADBD", "PrivateMariaDb", "private_mariadb", "require_mariadbd")
 
 MARIADBD = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
 INSTALL_DB = shutil.which("mariadb-install-db") or "/usr/bin/mariadb-install-db"
@@ -53,10 +56,10 @@ class PrivateMariaDb:
         )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def require_mariadbd() -> None:
+    """Skip the calling test where this machine has no MariaDB server binary to start."""
+    if not Path(MARIADBD).exists():
+        pytest.skip("mariadbd is not installed on this machine")
 
 
 def _write_pem(path: Path, data: bytes) -> Path:
@@ -127,7 +130,7 @@ def private_mariadb(folder: Path, *, tls: bool = False, grants: bool = False) ->
         capture_output=True,
         timeout=120,
     )
-    port = _free_port()
+    port = free_port()
     socket_path = folder / "sock"
     options = [
         "--no-defaults",
@@ -154,6 +157,8 @@ def private_mariadb(folder: Path, *, tls: bool = False, grants: bool = False) ->
             with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 break
             time.sleep(0.1)
+        else:
+            raise RuntimeError(f"mariadbd did not listen on port {port} within 60 s")
         yield PrivateMariaDb(port=port, socket=socket_path, ca=ca, other_ca=other_ca)
     finally:
         proc.terminate()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
@@ -31,6 +32,14 @@ async def kill_connection(mysql: MysqlServer, connection_id: int | None) -> None
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"connection {connection_id} still alive 5 s after KILL")
+
+
+async def until(check: Callable[[], Awaitable[bool]], within_s: float = 15.0) -> None:
+    """Poll `check` until it holds; fail the test past `within_s`."""
+    deadline = time.monotonic() + within_s
+    while not await check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.05)
 
 
 def keyring() -> Keyring:

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -21,7 +21,7 @@ from daemon.syncer.runner import INTERRUPTED, PageSource
 from tests.support.mysql import MysqlServer
 from tests.support.tcp_proxy import TcpProxy
 from tests.syncer.conftest import SyncDb
-from tests.syncer.support import FakePage, keyring, kill_connection, pages_of, raw_record
+from tests.syncer.support import FakePage, keyring, kill_connection, pages_of, raw_record, until
 
 RECORDS = [raw_record(i) for i in range(1, 31)]
 
@@ -43,13 +43,6 @@ def _actor(
         pages=pages,
         metrics=metrics or Metrics(CollectorRegistry()),
     )
-
-
-async def _until(check: Callable[[], Awaitable[bool]], within_s: float = 15.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 async def _runs(sdb: SyncDb, status: str | None = None) -> int:
@@ -89,7 +82,7 @@ async def test_runs_at_start_then_on_schedule_and_releases_on_stop(sdb: SyncDb) 
     metrics = Metrics(CollectorRegistry())
     task = asyncio.create_task(_actor(sdb, pages_of(RECORDS), metrics=metrics).run())
     try:
-        await _until(lambda: _has(sdb, "ok", 3))
+        await until(lambda: _has(sdb, "ok", 3))
     finally:
         await _stop(task)
     first = await sdb.db.fetch_one("SELECT inserted, unchanged FROM sync_runs ORDER BY id LIMIT 1")
@@ -111,8 +104,8 @@ async def test_two_replicas_one_writes_the_other_skips(sdb: SyncDb) -> None:
         asyncio.create_task(_actor(sdb, pages_of(RECORDS), metrics=m2).run()),
     ]
     try:
-        await _until(lambda: _has(sdb, "ok", 4))
-        await _until(lambda: _skipped(m1, m2))
+        await until(lambda: _has(sdb, "ok", 4))
+        await until(lambda: _skipped(m1, m2))
     finally:
         for task in tasks:
             await _stop(task)
@@ -136,7 +129,7 @@ async def test_failed_run_is_recorded_and_the_schedule_goes_on(sdb: SyncDb) -> N
 
     task = asyncio.create_task(_actor(sdb, flaky).run())
     try:
-        await _until(lambda: _has(sdb, "ok", 1))
+        await until(lambda: _has(sdb, "ok", 1))
         assert not task.done()
     finally:
         await _stop(task)
@@ -154,14 +147,14 @@ async def test_db_outage_fails_runs_without_crashing(sdb: SyncDb, mysql: MysqlSe
         actor = _actor(sdb, pages_of(RECORDS), metrics=metrics, db=db, db_settings=settings)
         task = asyncio.create_task(actor.run())
         try:
-            await _until(lambda: _has(sdb, "ok", 1))
+            await until(lambda: _has(sdb, "ok", 1))
             await proxy.stop()
             failed = metrics.sync_runs.labels(status="failed")._value.get()
-            await _until(lambda: _metric_above(metrics, failed + 2))
+            await until(lambda: _metric_above(metrics, failed + 2))
             assert not task.done(), "an outage must not crash the actor"
             await proxy.start()
             ok = await _runs(sdb, "ok")
-            await _until(lambda: _has(sdb, "ok", ok + 1))
+            await until(lambda: _has(sdb, "ok", ok + 1))
         finally:
             await _stop(task)
             await proxy.stop()
@@ -173,7 +166,7 @@ async def test_cancel_mid_run_rolls_back_records_and_releases(sdb: SyncDb) -> No
 
     async def hanging() -> AsyncIterator[FakePage]:
         yield FakePage(1, RECORDS[:25])  # one full batch, committed (its write overlaps this prefetch: wait for it)
-        await _until(lambda: _customers_at_least(sdb, 25))
+        await until(lambda: _customers_at_least(sdb, 25))
         blocked.set()
         await asyncio.sleep(3600)
         yield FakePage(2, [])
@@ -201,11 +194,11 @@ async def test_lock_session_is_pinged_between_runs(
     actor = _actor(sdb, pages_of(RECORDS), metrics=metrics, interval_s=60)
     task = asyncio.create_task(actor.run())
     try:
-        await _until(lambda: _has(sdb, "ok", 1))
+        await until(lambda: _has(sdb, "ok", 1))
         assert metrics.sync_leader._value.get() == 1
         connection_id = await sdb.db.fetch_value("SELECT IS_USED_LOCK(CONCAT('customers-mngr:syncer:', DATABASE()))")
         await kill_connection(mysql, int(connection_id))
-        await _until(lambda: _gauge_is(metrics, 0), within_s=5)
+        await until(lambda: _gauge_is(metrics, 0), within_s=5)
         assert actor.runs_done == 1, "noticed while idle, not by a run"
     finally:
         await _stop(task)

@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -28,8 +25,8 @@ from daemon.db.database import Database
 from daemon.db.migrate import migrate
 from daemon.observability.metrics import Metrics
 from daemon.syncer.actor import SyncerActor
-from tests.support.private_mariadb import MARIADBD, PrivateMariaDb, private_mariadb
-from tests.syncer.support import FakePage, keyring, raw_record
+from tests.support.private_mariadb import PrivateMariaDb, private_mariadb, require_mariadbd
+from tests.syncer.support import FakePage, keyring, raw_record, until
 
 pytestmark = pytest.mark.slow
 
@@ -40,8 +37,7 @@ USER, PASSWORD, DATABASE = "syncer", "s3cret-test-only", "failover"
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateMariaDb]:
-    if not shutil.which(MARIADBD) and not Path(MARIADBD).exists():
-        pytest.skip("mariadbd is not installed on this machine")
+    require_mariadbd()
     with private_mariadb(tmp_path_factory.mktemp("ro-db"), grants=True) as db:
         # What production grants the syncer's user: its schema, no admin privilege (so read_only binds it).
         db.admin(
@@ -50,13 +46,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateMariaDb]
             f"GRANT ALL PRIVILEGES ON {DATABASE}.* TO '{USER}'@'127.0.0.1'",
         )
         yield db
-
-
-async def _until(check: Callable[[], Awaitable[bool]], within_s: float = 20.0) -> None:
-    deadline = time.monotonic() + within_s
-    while not await check():
-        assert time.monotonic() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
 
 
 def _read_only_errors(metrics: Metrics) -> float:
@@ -91,20 +80,20 @@ async def test_read_only_writer_fails_runs_then_recovers_without_restart(
         )
         task = asyncio.create_task(actor.run())
         try:
-            await _until(lambda: _runs(db, "ok", 1))
+            await until(lambda: _runs(db, "ok", 1), within_s=20)
             ok_before = await _count(db, "SELECT COUNT(*) FROM sync_runs WHERE status = 'ok'")
 
             server.admin("SET GLOBAL read_only = ON")  # the failover: this server no longer takes writes
             version = 1
             failed = _failed(metrics)
-            await _until(lambda: _true(_failed(metrics) >= failed + 3))
+            await until(lambda: _failed_at_least(metrics, failed + 3), within_s=20)
             assert not task.done(), "a read-only server must not crash the actor"
             assert _read_only_errors(metrics) >= 3, "1290 is classified as read_only, not as a bug"
             assert await _count(db, "SELECT COUNT(*) FROM sync_runs WHERE status = 'ok'") == ok_before
             assert await _count(db, CHANGED, ("% v1",)) == 0
 
             server.admin("SET GLOBAL read_only = OFF")  # the endpoint points at a writer again
-            await _until(lambda: _runs(db, "ok", ok_before + 1))
+            await until(lambda: _runs(db, "ok", ok_before + 1), within_s=20)
             assert not task.done()
         finally:
             task.cancel()
@@ -119,8 +108,8 @@ async def test_read_only_writer_fails_runs_then_recovers_without_restart(
         assert await _count(db, "SELECT COUNT(*) FROM sync_runs WHERE status = 'running'") == 0
 
 
-async def _true(value: bool) -> bool:
-    return value
+async def _failed_at_least(metrics: Metrics, n: float) -> bool:
+    return _failed(metrics) >= n
 
 
 async def _count(db: Database, sql: str, params: tuple[object, ...] | None = None) -> int:
